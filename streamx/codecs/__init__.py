@@ -1,0 +1,1 @@
+"""Incremental decoders (gzip) and parsers (CSV, JSON lines, JSON array) plus the sniffer."""

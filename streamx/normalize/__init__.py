@@ -1,0 +1,1 @@
+"""Vendor- and stream-specific normalizers into record schema v1."""
