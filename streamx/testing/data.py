@@ -37,6 +37,12 @@ ENTITY_ID_FIELDS = {
     "MESSAGES": "messageId",
     "PROJECTS": "projectId",
 }
+#: Every column an activity row from :func:`cordial_activity_rows` can have, flattened for CSV.
+ACTIVITY_CSV_COLUMNS = (
+    "cID", "_id", "action", "time", "email", "bmID", "mcID", "mdtID", "first", "message_name",
+    "properties.url", "properties.bounceType", "properties.reason", "properties.sku",
+    "properties.price", "system_properties.ua", "system_properties.ip",
+)  # fmt: skip
 SYMPLIFY_EVENT_EXPORTS = ("OPENS", "SENT", "CLICKS", "HARD_BOUNCES", "SOFT_BOUNCES", "OPTOUTS")
 
 

@@ -28,6 +28,18 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
+def csv_view(row: dict[str, Any], columns: Sequence[str]) -> dict[str, str]:
+    """What a CSV file can say about ``row``: every column as text, absent values as "".
+
+    Raises ValueError for a key with no column, so an encoder never drops data silently.
+    """
+    flat = flatten(row)
+    unknown = flat.keys() - set(columns)
+    if unknown:
+        raise ValueError(f"row has keys without a CSV column: {sorted(unknown)}")
+    return {name: _csv_value(flat.get(name)) for name in columns}
+
+
 def csv_chunks(
     rows: Iterable[dict[str, Any]], *, columns: Sequence[str] | None = None, header: bool = True
 ) -> Iterator[bytes]:
@@ -36,12 +48,11 @@ def csv_chunks(
     writer = csv.writer(buffer, lineterminator="\r\n")
     names: Sequence[str] | None = columns
     for index, row in enumerate(rows, 1):
-        flat = flatten(row)
         if names is None:
-            names = list(flat)
+            names = list(flatten(row))
         if header and index == 1:
             writer.writerow(names)
-        writer.writerow([_csv_value(flat.get(name)) for name in names])
+        writer.writerow(csv_view(row, names).values())
         if index % _BATCH_ROWS == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)

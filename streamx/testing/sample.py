@@ -16,12 +16,6 @@ import os
 from streamx.testing import data
 from streamx.testing.files import encode_chunks, write_file
 
-ACTIVITY_COLUMNS = (
-    "cID", "_id", "action", "time", "email", "bmID", "mcID", "mdtID", "first", "message_name",
-    "properties.url", "properties.bounceType", "properties.reason", "properties.sku",
-    "properties.price", "system_properties.ua", "system_properties.ip",
-)  # fmt: skip
-
 
 def write_samples(directory: str, *, rows: int = 5000, seed: int = 7) -> list[str]:
     """Write the sample files; returns their paths."""
@@ -32,7 +26,9 @@ def write_samples(directory: str, *, rows: int = 5000, seed: int = 7) -> list[st
     paths = []
     for number, chunk in enumerate((itertools.islice(activity, half), activity), 1):
         path = os.path.join(directory, f"activity-{number}.csv.gz")
-        write_file(path, encode_chunks(chunk, "csv", columns=ACTIVITY_COLUMNS), compress=True)
+        write_file(
+            path, encode_chunks(chunk, "csv", columns=data.ACTIVITY_CSV_COLUMNS), compress=True
+        )
         paths.append(path)
     contacts = os.path.join(directory, "contacts.csv")
     write_file(contacts, encode_chunks(data.cordial_contact_rows(seed, rows=rows // 5), "csv"))
