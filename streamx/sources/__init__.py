@@ -1,0 +1,1 @@
+"""Byte sources: async iterators of byte chunks from a file, HTTP, S3 or SFTP."""
