@@ -24,6 +24,10 @@ from streamx.publish import Publisher
 
 #: Bytes needed to recognise gzip by its magic number.
 _MAGIC_BYTES = 2
+#: Decoded bytes parsed and normalized per step. One compressed read can inflate to many MB of
+#: text; parsing it at once would hold tens of thousands of row dicts. Slicing bounds memory by
+#: this size (times the per-row object overhead), not by the compression ratio.
+PARSE_SLICE = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -68,13 +72,21 @@ class _FileIngest:
             chunk, self._head = self._head, b""
             self._decoder = make_decoder(chunk)
             self.stats.compressed = isinstance(self._decoder, GzipDecoder)
-        await self._consume(self._parser.feed(self._decoder.feed(chunk)))
+        await self._parse(self._decoder.feed(chunk))
+
+    async def _parse(self, decoded: bytes) -> None:
+        if len(decoded) <= PARSE_SLICE:
+            await self._consume(self._parser.feed(decoded))
+            return
+        view = memoryview(decoded)
+        for start in range(0, len(decoded), PARSE_SLICE):
+            await self._consume(self._parser.feed(bytes(view[start : start + PARSE_SLICE])))
 
     async def finish(self) -> FileStats:
         if self._decoder is None:  # fewer than two bytes in the whole file
             self._decoder = make_decoder(self._head)
-            await self._consume(self._parser.feed(self._decoder.feed(self._head)))
-        await self._consume(self._parser.feed(self._decoder.flush()))
+            await self._parse(self._decoder.feed(self._head))
+        await self._parse(self._decoder.flush())
         await self._consume(self._parser.flush())
         self.stats.format = self._parser.format
         self._publisher.count_source_file(

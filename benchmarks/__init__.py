@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures and ratios to baselines, written to benchmarks/RESULTS.md."""
