@@ -20,7 +20,14 @@ EventType = Literal[
 ]
 
 EVENT_TYPES: Final[tuple[str, ...]] = (
-    "sent", "open", "click", "bounce_hard", "bounce_soft", "optout", "complaint", "custom",
+    "sent",
+    "open",
+    "click",
+    "bounce_hard",
+    "bounce_soft",
+    "optout",
+    "complaint",
+    "custom",
 )
 
 #: Field order used by every writer (CSV columns, Parquet schema, JSON key order).
