@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from streamx.cli import convert, run
+from streamx.cli import convert
 from streamx.exceptions import ConfigError, InputError, StreamxError
 
 EXIT_OK = 0
@@ -21,7 +21,6 @@ EXIT_USAGE = 2
 #: name -> module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, ModuleType] = {
     "convert": convert,
-    "run": run,
 }
 
 
