@@ -6,7 +6,9 @@ change without notice.
 
 from __future__ import annotations
 
+from streamx.config import Config, ExportSpec, load_config
 from streamx.convert import ConvertResult, convert_files
+from streamx.engine.runner import Engine, ExportResult
 from streamx.exceptions import (
     ConfigError,
     CorruptInputError,
@@ -32,11 +34,15 @@ __all__ = [
     "FIELDS",
     "SCHEMA_VERSION",
     "STREAMS",
+    "Config",
     "ConfigError",
     "ConvertResult",
     "CorruptInputError",
     "DecompressionBombError",
+    "Engine",
     "ExportContext",
+    "ExportResult",
+    "ExportSpec",
     "FieldTooLargeError",
     "FileStats",
     "InputError",
@@ -55,4 +61,5 @@ __all__ = [
     "__version__",
     "convert_files",
     "ingest_file",
+    "load_config",
 ]

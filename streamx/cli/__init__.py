@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from streamx.cli import convert
+from streamx.cli import convert, run, sim
 from streamx.exceptions import ConfigError, InputError, StreamxError
 
 EXIT_OK = 0
@@ -21,6 +21,8 @@ EXIT_USAGE = 2
 #: name -> module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, ModuleType] = {
     "convert": convert,
+    "run": run,
+    "sim": sim,
 }
 
 
