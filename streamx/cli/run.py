@@ -14,6 +14,7 @@ import orjson
 from streamx.config import Config, ExportSpec, load_config
 from streamx.engine.runner import Engine, ExportResult
 from streamx.exceptions import ConfigError
+from streamx.summary import summary_table
 
 HELP = "run exports from a configuration file (all, or those named with --export)"
 
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     results = asyncio.run(_run(config, specs))
     for result in results:
         print(_json(result) if args.json else _text(result))
+    if not args.json:
+        print()
+        print(summary_table(results))
     if any(not result.ok or result.rows_quarantined for result in results):
         return 1
     return 0

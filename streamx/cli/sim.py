@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import orjson
 from streamx.testing import CordialSim, SymplifySim
 from streamx.testing.seeded import SeededProvider
 
+SECRET_KEYS = frozenset({"symplify_token", "cordial_api_key"})
 HELP = "run the Symplify and Cordial vendor simulators on loopback (for demos and tests)"
 
 
@@ -68,12 +70,21 @@ def _describe(symplify: SymplifySim, cordial: CordialSim, landing: str) -> dict[
 
 
 def _announce(info: dict[str, str], ready_file: str | None) -> None:
-    """Print the endpoints; the credentials are the simulator's public demo values."""
+    """Print the endpoints. Credentials go only into the ready file (mode 0600): even demo
+    values are kept out of terminals and logs, like real ones."""
     for key, value in info.items():
-        print(f"{key:22} {value}")
+        if key not in SECRET_KEYS:
+            print(f"{key:22} {value}")
+    where = f"in {ready_file}" if ready_file else "written only with --ready-file FILE"
+    print(f"{'credentials':22} {where}")
     print("press Ctrl-C to stop", flush=True)
     if ready_file:
-        Path(ready_file).write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+        path = Path(ready_file)
+        temp = path.with_name(f".{path.name}.tmp")  # renamed: readers never see a partial file
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+        os.replace(temp, path)
 
 
 async def _wait_for_signal() -> None:

@@ -204,7 +204,7 @@ class SimHarness:
             column_labels=column_labels(spec) if account.vendor == "cordial" else {},
         )
         if account.vendor == "symplify":
-            customer = (account.base_url or "").rstrip("/").rsplit("/", 1)[-1]
+            customer = account.customer_id or (account.base_url or "").rstrip("/").rsplit("/")[-1]
             request = {"exportType": STREAMS[stream].vendor_export, "period": spec.period}
             return list(
                 expected_records(self.provider, ctx, vendor_account=customer, request=request)

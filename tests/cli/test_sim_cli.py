@@ -67,3 +67,6 @@ async def test_sim_serves_both_vendors_and_stops_cleanly(
     assert process.stdout is not None
     out = process.stdout.read().decode()
     assert info["symplify_base_url"] in out and info["cordial_base_url"] in out
+    assert info["symplify_token"] not in out and info["cordial_api_key"] not in out
+    ready = Path(info["landing"]).parent / "ready.json"
+    assert ready.stat().st_mode & 0o077 == 0  # credentials readable by the owner only

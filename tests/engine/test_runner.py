@@ -26,6 +26,7 @@ from streamx.vendors.base import JobFailedError
 
 CUSTOMERS = ("5004", "6001", "6002", "6003")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+README = DOCS.parents[1] / "README.md"
 
 
 @pytest.fixture(autouse=True)
@@ -213,8 +214,11 @@ async def test_output_url_goes_through_the_sink_registry(sims: SimHarness, tmp_p
     assert Path(result.manifest_location).is_relative_to(target)
 
 
-def test_the_documented_library_example_runs_as_written(tmp_path: Path) -> None:
-    code = DOCS.read_text().split("## Library", 1)[1].split("```python", 1)[1].split("```")[0]
+@pytest.mark.parametrize(("doc", "heading"), [(DOCS, "## Library"), (README, "## As a library")])
+def test_the_documented_library_example_runs_as_written(
+    tmp_path: Path, doc: Path, heading: str
+) -> None:
+    code = doc.read_text().split(heading, 1)[1].split("```python", 1)[1].split("```")[0]
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
