@@ -20,7 +20,7 @@ import orjson
 from streamx.testing import CordialSim, SymplifySim
 from streamx.testing.seeded import SeededProvider
 
-SECRET_KEYS = frozenset({"symplify_token", "cordial_api_key"})
+DEMO_CREDENTIALS = frozenset({"symplify_token", "cordial_api_key"})
 HELP = "run the Symplify and Cordial vendor simulators on loopback (for demos and tests)"
 
 
@@ -70,13 +70,12 @@ def _describe(symplify: SymplifySim, cordial: CordialSim, landing: str) -> dict[
 
 
 def _announce(info: dict[str, str], ready_file: str | None) -> None:
-    """Print the endpoints. Credentials go only into the ready file (mode 0600): even demo
-    values are kept out of terminals and logs, like real ones."""
+    """Print the endpoints and the demo credentials. Those are the simulators' fixed, public
+    values (they open nothing but these fakes), so printing them is safe; real credentials
+    never pass through here."""
     for key, value in info.items():
-        if key not in SECRET_KEYS:
-            print(f"{key:22} {value}")
-    where = f"in {ready_file}" if ready_file else "written only with --ready-file FILE"
-    print(f"{'credentials':22} {where}")
+        suffix = "   (public demo value)" if key in DEMO_CREDENTIALS else ""
+        print(f"{key:22} {value}{suffix}")
     print("press Ctrl-C to stop", flush=True)
     if ready_file:
         path = Path(ready_file)
