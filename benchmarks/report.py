@@ -8,13 +8,28 @@ machine header) in one go. Ratios are always measured in the same run as their b
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib
 import os
 import platform
 import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+#: The repository root: benchmark child processes run with it on ``PYTHONPATH``.
+ROOT = Path(__file__).resolve().parent.parent
 HEADER = """# Benchmark results
 
 Figures are measured on the machine below by the scripts in `benchmarks/` (`scripts/bench` runs
@@ -50,10 +65,28 @@ def machine() -> str:
 def update_section(name: str, markdown: str, *, path: Path = RESULTS) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md with ``markdown``; the machine
     section is refreshed at the same time."""
-    text = path.read_text() if path.exists() else HEADER
-    text = _replace(text, "machine", machine())
-    text = _replace(text, name, markdown.strip() + "\n")
-    path.write_text(text)
+    with _locked(path):
+        text = path.read_text() if path.exists() else HEADER
+        text = _replace(text, "machine", machine())
+        _write(path, _replace(text, name, markdown.strip() + "\n"))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialize read-modify-write of ``path`` across processes: benchmarks of different
+    engineers may finish at the same moment, and neither section may be lost. (The lock file
+    lives in the temp dir, out of the repository.)"""
+    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"streamx-bench-{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically: a reader (or a crash) never sees half a file."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def _replace(text: str, name: str, body: str) -> str:
@@ -63,3 +96,222 @@ def _replace(text: str, name: str, body: str) -> str:
     if pattern.search(text):
         return pattern.sub(lambda _: block, text, count=1)
     return text.rstrip("\n") + "\n\n" + block
+
+
+def refresh_machine(path: Path = RESULTS) -> None:
+    """Rewrite only the machine section (``scripts/bench`` does it after all benchmarks ran)."""
+    with _locked(path):
+        text = path.read_text() if path.exists() else HEADER
+        _write(path, _replace(text, "machine", machine()))
+
+
+# --- the options every benchmark takes -------------------------------------------------------
+
+
+#: Where ``--quick`` runs write unless ``--results`` says otherwise: a smoke run's figures must
+#: never replace the real ones in RESULTS.md.
+QUICK_RESULTS = Path(tempfile.gettempdir()) / "streamx-bench-quick" / "RESULTS.md"
+
+
+class BenchParser(argparse.ArgumentParser):
+    """An argument parser whose ``results`` is always a path: ``--results`` if given, else
+    :data:`QUICK_RESULTS` for ``--quick`` runs and :data:`RESULTS` otherwise."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        if getattr(parsed, "results", None) is None:
+            parsed.results = QUICK_RESULTS if getattr(parsed, "quick", False) else RESULTS
+        parsed.results.parent.mkdir(parents=True, exist_ok=True)
+        return parsed, rest
+
+
+def arguments(description: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every ``bench_*`` module shares: ``--quick`` (small inputs, a
+    smoke run whose figures mean little) and ``--results PATH`` (the file whose section is
+    rewritten; default RESULTS.md, or a temp file for ``--quick`` so a smoke run never replaces
+    real figures). ``args.results`` is always a :class:`~pathlib.Path`."""
+    parser = BenchParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small inputs (smoke test)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help=f"results file to update (default {RESULTS}; with --quick {QUICK_RESULTS})",
+    )
+    return parser
+
+
+def quick_note(quick: bool) -> str:
+    """A line for sections written by a ``--quick`` run (its figures are not the real ones)."""
+    if not quick:
+        return ""
+    return "\n_Quick smoke run (`--quick`): small inputs, figures not representative._\n"
+
+
+# --- child processes, measured one by one -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A finished child process: exit status, output, wall time, and its *own* peak RSS and CPU
+    seconds (user + system)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_mib: float
+    cpu_seconds: float
+
+    def check(self, what: str) -> ChildRun:
+        """Raise with the child's stderr when it failed."""
+        if self.returncode != 0:
+            raise RuntimeError(f"{what} exited with {self.returncode}: {self.stderr[-4000:]}")
+        return self
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child: ours, the repository root importable, plus ``extra``."""
+    env = {**os.environ, **(extra or {})}
+    paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+#: Runs ``python -m MODULE ARGS`` (argv[1:]) and, at exit, writes the process's ``VmHWM``
+#: (peak resident set of its own address space, KiB) to the file named by the environment.
+_PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as status:
+        hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["STREAMX_BENCH_PEAK_FILE"], "w") as out:
+        out.write(hwm)
+atexit.register(_peak)
+module, sys.argv = sys.argv[1], sys.argv[1:]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def run_python(
+    module: str,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 3600.0,
+) -> ChildRun:
+    """Run ``python -m module args`` as a child and measure its own peak RSS and CPU time.
+
+    Blocking: call it through ``asyncio.to_thread`` when an event loop (a simulator) must keep
+    serving meanwhile.
+
+    Why not ``ru_maxrss`` (``getrusage(RUSAGE_CHILDREN)`` or ``wait4``): Linux carries the
+    parent's resident size at fork into the child's ``ru_maxrss`` across ``exec`` (and
+    ``RUSAGE_CHILDREN`` keeps the maximum over every child ever waited for), so a benchmark
+    holding a 64 MiB input pool would see its own size reported as the child's. The child's
+    ``VmHWM`` belongs to the address space ``exec`` created: the streamx process alone. CPU
+    time comes from ``os.wait4`` on the child's pid (that one is the child's own).
+    """
+    with tempfile.TemporaryDirectory(prefix="streamx-bench-child-") as scratch:
+        peak_file = Path(scratch) / "peak"
+        extra = {**(env or {}), "STREAMX_BENCH_PEAK_FILE": str(peak_file)}
+        argv = [sys.executable, "-c", _PEAK_WRAPPER, module, *args]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            started = time.perf_counter()
+            process = subprocess.Popen(argv, stdout=out, stderr=err, env=child_env(extra))
+            status, usage = _wait4(process, timeout)
+            seconds = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = (
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
+        peak_kib = int(peak_file.read_text()) if peak_file.exists() else 0
+    return ChildRun(
+        returncode=process.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        seconds=seconds,
+        peak_rss_mib=peak_kib / 1024,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+    )
+
+
+def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            return status, usage
+        if time.monotonic() > deadline:
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise TimeoutError(f"{argv_text(process.args)} did not end within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def argv_text(args: object) -> str:
+    """A command line for messages."""
+    if isinstance(args, (list, tuple)):
+        return " ".join(str(part) for part in args)
+    return str(args)
+
+
+# --- running every benchmark (scripts/bench) -------------------------------------------------
+
+
+def discover(directory: Path = Path(__file__).parent) -> list[str]:
+    """Names of the benchmarks in ``directory`` (``bench_memory.py`` -> ``memory``), sorted, so a
+    new ``bench_<name>.py`` joins ``scripts/bench`` without any registration."""
+    return sorted(path.stem.removeprefix("bench_") for path in directory.glob("bench_*.py"))
+
+
+def run_all(argv: Sequence[str] | None = None) -> int:
+    """``scripts/bench``: run every benchmark's ``main`` (or the ``--only`` ones), each writing
+    its own section, then refresh the machine section. A failing benchmark does not stop the
+    others; the exit status says whether any failed."""
+    parser = arguments("Run the benchmarks in benchmarks/ and rewrite their RESULTS.md sections.")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="NAME", help="do not run these")
+    args = parser.parse_args(argv)
+    known = discover()
+    chosen = [_short(name) for name in args.only] if args.only else known
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    skip = {_short(name) for name in args.skip}
+    forwarded = ["--results", str(args.results), *(["--quick"] if args.quick else [])]
+    failed = [name for name in chosen if name not in skip and not _run_one(name, forwarded)]
+    refresh_machine(args.results)
+    print(f"== results: {args.results}", flush=True)
+    if failed:
+        print(f"== failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _short(name: str) -> str:
+    return name.removesuffix(".py").removeprefix("benchmarks.").removeprefix("bench_")
+
+
+def _run_one(name: str, argv: list[str]) -> bool:
+    print(f"== bench_{name} {' '.join(argv)}", flush=True)
+    started = time.perf_counter()
+    try:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        code: int = module.main(argv)
+    except SystemExit as exc:  # argparse errors and explicit exits
+        code = exc.code if isinstance(exc.code, int) else 1
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    print(f"== bench_{name}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+    return code == 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_all())

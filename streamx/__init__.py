@@ -27,6 +27,9 @@ from streamx.pipeline import FileStats, ingest_file
 from streamx.publish import OutputOptions, Publisher
 from streamx.records import FIELDS, SCHEMA_VERSION, STREAMS, Record, StreamInfo
 from streamx.sinks.local import LocalSink
+from streamx.state.base import ExportState, StateStore
+from streamx.state.registry import open_store
+from streamx.state.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
 
@@ -43,6 +46,7 @@ __all__ = [
     "ExportContext",
     "ExportResult",
     "ExportSpec",
+    "ExportState",
     "FieldTooLargeError",
     "FileStats",
     "InputError",
@@ -54,7 +58,9 @@ __all__ = [
     "Publisher",
     "Record",
     "RowError",
+    "SQLiteStore",
     "SinkError",
+    "StateStore",
     "StreamInfo",
     "StreamxError",
     "TransientError",
@@ -62,4 +68,5 @@ __all__ = [
     "convert_files",
     "ingest_file",
     "load_config",
+    "open_store",
 ]

@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from streamx.credentials import SECRET_KEYS, Secrets, secret_options
 from streamx.exceptions import ConfigError
 from streamx.records import STREAMS
+from streamx.writers.encoders import check_output
 
 Vendor = Literal["symplify", "cordial"]
 VENDORS: tuple[Vendor, ...] = ("symplify", "cordial")
@@ -73,6 +75,9 @@ class EngineConfig:
     transfer_attempts: int = 3
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
+    #: A PEM file of CA certificates trusted for HTTPS in addition to the system's (a private
+    #: or corporate CA); relative to the configuration file. TLS is always verified.
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ class OutputConfig:
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     prefix: str = ""
     format: str = "jsonl"
-    compression: str = "gzip"
+    #: ``None``: the format's default (gzip for jsonl/csv, zstd inside Parquet files).
+    compression: str | None = None
     compression_level: int | None = None
     records_per_part: int = 1_000_000
     bytes_per_part: int = 256 * 1024 * 1024
@@ -96,7 +102,7 @@ class OutputConfig:
 class LandingConfig:
     """A Cordial account's landing zone: where Cordial is told to write and streamx reads.
 
-    ``type`` picks the implementation (``local`` now; ``s3``/``sftp`` when their adapters land);
+    ``type`` picks the implementation (``local``, ``s3``, ``sftp``: ``streamx.landing``);
     ``dir`` is the local root, ``prefix`` the sub-path under it used for jobs; ``options`` holds
     the remaining keys of the type (with secrets already resolved).
     """
@@ -126,6 +132,21 @@ class AccountConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Where export state is kept (``[state]``): a SQLite file ``path`` (default
+    ``streamx-state.sqlite`` next to the configuration file) or, for a fleet of workers, a
+    Postgres ``url`` (``postgres://...``; ``url_env`` / ``url_file`` when it holds a password)."""
+
+    path: str = "streamx-state.sqlite"
+    url: str | None = field(default=None, repr=False)
+    #: A running export records a checkpoint at most this often (seconds); a killed one
+    #: resumes from its last checkpoint. Each checkpoint also ends the current output part.
+    checkpoint_seconds: float = 30.0
+    #: How long a claimed export stays leased to its process without a renewal.
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole configuration: engine settings, output, accounts by name, named exports."""
 
@@ -133,6 +154,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     exports: tuple[ExportSpec, ...] = ()
+    state: StateConfig = field(default_factory=StateConfig)
 
     def export(self, name: str) -> ExportSpec:
         """The named export; ConfigError lists the known names."""
@@ -164,16 +186,17 @@ def parse_config(
     raw: Mapping[str, Any], *, base_dir: Path = Path("."), env: Mapping[str, str] | None = None
 ) -> Config:
     """Build a :class:`Config` from already-parsed TOML data (see :func:`load_config`)."""
-    _only(raw, {"engine", "output", "accounts", "exports"}, "the configuration")
+    _only(raw, {"engine", "output", "accounts", "exports", "state"}, "the configuration")
     secrets = Secrets(os.environ if env is None else env, base_dir)
-    engine = _dataclass(EngineConfig, _table(raw, "engine"), "[engine]")
+    engine = _engine(_table(raw, "engine"), base_dir)
     output = _output(_table(raw, "output"), secrets, base_dir)
     accounts = {
         name: _account(name, body, secrets, base_dir)
         for name, body in _named(raw.get("accounts", {}), "accounts")
     }
     exports = tuple(_export(name, body) for name, body in _named(raw.get("exports", {}), "exports"))
-    config = Config(accounts=accounts, output=output, engine=engine, exports=exports)
+    state = _state(_table(raw, "state"), secrets, base_dir)
+    config = Config(accounts=accounts, output=output, engine=engine, exports=exports, state=state)
     check_config(config)
     return config
 
@@ -249,9 +272,37 @@ def _output(raw: Mapping[str, Any], secrets: Secrets, base_dir: Path) -> OutputC
         raise ConfigError("[output]: give dir or url, not both")
     if options and output.url is None:
         raise ConfigError("[output.sink] options need an [output] url")
+    try:  # an unknown format, a bad compression or a missing extra fails at load time
+        check_output(output.format, output.compression, output.compression_level)
+    except ConfigError as exc:
+        raise ConfigError(f"[output]: {exc.message}") from None
     if not os.path.isabs(output.dir):
         output = replace(output, dir=str(base_dir / output.dir))
     return replace(output, options=options)
+
+
+def _state(raw: Mapping[str, Any], secrets: Secrets, base_dir: Path) -> StateConfig:
+    body = dict(raw)
+    url = secrets.take(body, "url", "[state]", required=False) if _url_secret(body) else None
+    state = _dataclass(StateConfig, body, "[state]")
+    if url is not None:
+        state = replace(state, url=url)
+    if state.url is not None:
+        if "path" in body:
+            raise ConfigError("[state]: give path or url, not both")
+        if not state.url.startswith(("postgres://", "postgresql://")):
+            raise ConfigError("[state]: url must be a postgres:// or postgresql:// URL")
+        if "url" in body and urlsplit(state.url).password:
+            raise ConfigError("[state]: url holds a password; use url_env or url_file")
+    if state.checkpoint_seconds < 0 or state.lease_seconds <= 0:
+        raise ConfigError("[state]: checkpoint_seconds must be >= 0 and lease_seconds > 0")
+    if not os.path.isabs(state.path):
+        state = replace(state, path=str(base_dir / state.path))
+    return state
+
+
+def _url_secret(body: Mapping[str, Any]) -> bool:
+    return "url_env" in body or "url_file" in body
 
 
 def _landing(raw: Any, secrets: Secrets, base_dir: Path, where: str) -> LandingConfig:
@@ -282,10 +333,20 @@ def _export(name: str, raw: Any) -> ExportSpec:
     return spec
 
 
+def _engine(raw: Mapping[str, Any], base_dir: Path) -> EngineConfig:
+    engine = _dataclass(EngineConfig, raw, "[engine]")
+    if engine.ca_file is not None:
+        path = engine.ca_file if os.path.isabs(engine.ca_file) else str(base_dir / engine.ca_file)
+        if not os.path.isfile(path):
+            raise ConfigError(f"[engine] ca_file {path} does not exist")
+        engine = replace(engine, ca_file=path)
+    return engine
+
+
 def _check_engine(engine: EngineConfig) -> None:
     for item in fields(EngineConfig):
         value = getattr(engine, item.name)
-        if value <= 0:
+        if isinstance(value, int | float) and value <= 0:
             raise ConfigError(f"[engine] {item.name} must be > 0, got {value}")
     if engine.poll_backoff < 1:
         raise ConfigError("[engine] poll_backoff must be >= 1")
@@ -371,6 +432,7 @@ __all__ = [
     "ExportSpec",
     "LandingConfig",
     "OutputConfig",
+    "StateConfig",
     "check_config",
     "load_config",
     "parse_config",

@@ -12,13 +12,17 @@ A landing zone type is one class plus one line in :data:`LANDING_ZONES`.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from streamx.config import LandingConfig
 from streamx.exceptions import ConfigError, InputError, PermanentError
+
+if TYPE_CHECKING:
+    from streamx.vendors.base import CallOptions
 
 CHUNK_SIZE = 1024 * 1024
 _DIGITS = re.compile(r"(\d+)")
@@ -47,8 +51,12 @@ class LandingZone(Protocol):
         ``x_10``); ``name`` is what :meth:`open` takes."""
         ...
 
-    def open(self, name: str, offset: int = 0) -> AsyncIterator[bytes]:
-        """The bytes of ``name`` from ``offset``, in chunks of about 1 MiB."""
+    def open(
+        self, name: str, offset: int = 0, options: CallOptions | None = None
+    ) -> AsyncIterator[bytes]:
+        """The bytes of ``name`` from ``offset``, in chunks of about 1 MiB. Network reads retry
+        under ``options`` (the export's policy: deadline, retry budget, clock), so a stalled
+        landing zone cannot keep an export busy past its deadline."""
         ...
 
     def location(self, name: str) -> str:
@@ -58,6 +66,14 @@ class LandingZone(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+def retry_options(options: CallOptions | None) -> dict[str, Any]:
+    """Keyword arguments of a network byte source (S3Source, SFTPSource) that make its reads
+    retry under the export's own policy, clock and random source (none: the source's default)."""
+    if options is None:
+        return {}
+    return {"policy": options.policy, "clock": options.clock, "rng": options.rng}
 
 
 def chunk_order(name: str) -> tuple[Any, ...]:
@@ -97,7 +113,9 @@ class LocalLandingZone:
     async def list_files(self, path: str) -> list[tuple[str, int]]:
         return await asyncio.to_thread(self._list, path)
 
-    async def open(self, name: str, offset: int = 0) -> AsyncIterator[bytes]:
+    async def open(
+        self, name: str, offset: int = 0, options: CallOptions | None = None
+    ) -> AsyncIterator[bytes]:
         path = self._resolve(name)
         handle = await asyncio.to_thread(_open_at, path, offset)
         try:
@@ -145,10 +163,22 @@ def _open_at(path: str, offset: int) -> BinaryIO:
     return handle
 
 
-#: Landing zone type -> factory. S3 and SFTP zones will wrap streamx.sources.s3 / .sftp:
-#: "s3": S3LandingZone.from_config, "sftp": SFTPLandingZone.from_config
+def _lazy(module: str, name: str) -> Callable[[LandingConfig], LandingZone]:
+    """``module.name.from_config``, imported on first use: a local run never imports aioboto3
+    or asyncssh (and those modules import this one)."""
+
+    def factory(config: LandingConfig) -> LandingZone:
+        zone_type: Any = getattr(importlib.import_module(module), name)
+        return cast(LandingZone, zone_type.from_config(config))
+
+    return factory
+
+
+#: Landing zone type -> factory.
 LANDING_ZONES: dict[str, Callable[[LandingConfig], LandingZone]] = {
     "local": LocalLandingZone.from_config,
+    "s3": _lazy("streamx.landing_s3", "S3LandingZone"),
+    "sftp": _lazy("streamx.landing_sftp", "SFTPZone"),
 }
 
 

@@ -9,7 +9,7 @@ the network read and memory is bounded by one chunk's worth of rows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import orjson
 from streamx.codecs.base import BadRow, ParsedItem, Row
 from streamx.codecs.gzip import GzipDecoder, IdentityDecoder, make_decoder
 from streamx.codecs.sniff import SniffingParser
+from streamx.columnar import open_fast_path
 from streamx.exceptions import InputError, RowError
 from streamx.normalize.base import ExportContext, Normalizer
 from streamx.publish import Publisher
@@ -42,6 +43,17 @@ class FileStats:
     rows_ok: int = 0
     rows_quarantined: int = 0
     records: int = 0
+    #: Rows passed over unread because a resumed export had already published them
+    #: (``skip_rows``); not part of ``rows_read``.
+    rows_skipped: int = 0
+
+
+#: Called with the file's stats after each chunk, at a row boundary: every row counted so far
+#: has been written to the publisher (checkpoints and progress hook in here).
+OnChunk = Callable[[FileStats], Awaitable[None]]
+#: Filters a batch of normalized records before it is written (deduplication by record_id);
+#: receives the file's stats as they stand after the batch (its position in the file).
+RecordFilter = Callable[[list[dict[str, Any]], FileStats], Awaitable[list[dict[str, Any]]]]
 
 
 class _FileIngest:
@@ -54,12 +66,24 @@ class _FileIngest:
         normalizer: Normalizer,
         publisher: Publisher,
         parser_options: dict[str, Any],
+        skip_rows: int = 0,
+        record_filter: RecordFilter | None = None,
     ) -> None:
         self.stats = FileStats(name)
+        self._skip = skip_rows
+        self._filter = record_filter
         self._ctx = ctx
         self._normalize = normalizer
         self._publisher = publisher
         self._parser = SniffingParser(**parser_options)
+        # Columnar fast path (pyarrow): None when the row path must take the file.
+        self._fast = (
+            None
+            if skip_rows or record_filter is not None
+            else open_fast_path(
+                ctx, normalizer, publisher, parser_options, self.stats, self._consume
+            )
+        )
         self._decoder: GzipDecoder | IdentityDecoder | None = None
         self._head = b""
 
@@ -75,6 +99,11 @@ class _FileIngest:
         await self._parse(self._decoder.feed(chunk))
 
     async def _parse(self, decoded: bytes) -> None:
+        if self._fast is not None:
+            declined = await self._fast.feed(decoded)
+            if declined is None:
+                return
+            self._fast, decoded = None, declined  # not a file it serves: all to the row path
         if len(decoded) <= PARSE_SLICE:
             await self._consume(self._parser.feed(decoded))
             return
@@ -87,14 +116,30 @@ class _FileIngest:
             self._decoder = make_decoder(self._head)
             await self._parse(self._decoder.feed(self._head))
         await self._parse(self._decoder.flush())
+        if self._fast is not None:
+            declined, self._fast = await self._fast.finish(), None
+            if declined is not None:
+                await self._parse(declined)
         await self._consume(self._parser.flush())
-        self.stats.format = self._parser.format
+        self.stats.format = self.stats.format or self._parser.format
+        if self._skip:
+            raise InputError(
+                f"the file has {self.stats.rows_skipped} rows, fewer than the "
+                f"{self.stats.rows_skipped + self._skip} a previous run already read: it changed"
+            )
         self._publisher.count_source_file(
-            self.stats.name, rows_read=self.stats.rows_read, bytes_read=self.stats.bytes_read
+            self.stats.name,
+            rows_read=self.stats.rows_read + self.stats.rows_skipped,
+            bytes_read=self.stats.bytes_read,
         )
         return self.stats
 
     async def _consume(self, items: list[ParsedItem]) -> None:
+        if self._skip and items:
+            take = min(self._skip, len(items))
+            self._skip -= take
+            self.stats.rows_skipped += take
+            items = items[take:]
         if not items:
             return
         records: list[dict[str, Any]] = []
@@ -110,6 +155,8 @@ class _FileIngest:
                 await self._quarantine(item.line, item.reason, item.raw)
         self.stats.rows_read += len(items)
         self.stats.rows_ok += ok
+        if self._filter is not None and records:
+            records = await self._filter(records, self.stats)
         self.stats.records += len(records)
         if records or ok:
             await self._publisher.write_records(records, rows=ok)
@@ -133,16 +180,27 @@ async def ingest_file(
     normalizer: Normalizer,
     publisher: Publisher,
     parser_options: dict[str, Any] | None = None,
+    skip_rows: int = 0,
+    on_chunk: OnChunk | None = None,
+    record_filter: RecordFilter | None = None,
 ) -> FileStats:
     """Stream one input file into ``publisher``; corrupt input raises an error naming ``name``.
 
     Rows that fail to parse or normalize are quarantined with their line number and reason; the
     publisher is not committed here, because one export may span several files (chunks).
+
+    Resuming: ``skip_rows`` passes over the file's first rows (parsed, not normalized nor
+    written): a previous run already published them. ``on_chunk`` is awaited after every chunk
+    (a row boundary); ``record_filter`` may drop records of a batch before they are written.
     """
-    state = _FileIngest(name, ctx, normalizer, publisher, parser_options or {})
+    state = _FileIngest(
+        name, ctx, normalizer, publisher, parser_options or {}, skip_rows, record_filter
+    )
     try:
         async for chunk in chunks:
             await state.feed(chunk)
+            if on_chunk is not None:
+                await on_chunk(state.stats)
             await asyncio.sleep(0)  # let polls and heartbeats run between chunks
         return await state.finish()
     except InputError as exc:

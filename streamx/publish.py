@@ -12,7 +12,8 @@ them; a re-run replaces them. After a crash, leftover ``.``-prefixed temp files 
 
 Parts are cut at exact record boundaries: a part holds at most ``max_records_per_part`` records
 and at most ``max_bytes_per_part`` *uncompressed* bytes (header included), except that a single
-record larger than the byte limit still gets a part of its own. Parts are numbered from 00000;
+record larger than the byte limit still gets a part of its own (Parquet: the byte limit applies
+to the Arrow size of the records, checked per written batch). Parts are numbered from 00000;
 an export with no records publishes no parts, only its manifest (and its quarantine file, if any
 row was quarantined).
 """
@@ -25,12 +26,13 @@ import importlib.metadata
 import logging
 import re
 from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, partial
 from itertools import accumulate
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -40,7 +42,13 @@ from streamx.normalize.base import ExportContext
 from streamx.records import SCHEMA_VERSION
 from streamx.sinks.base import PartUpload, Sink, split_relpath
 from streamx.writers.compression import Compressor, get_compression
-from streamx.writers.encoders import get_encoder
+from streamx.writers.encoders import (
+    BatchEncoder,
+    BatchPart,
+    Encoder,
+    get_encoder,
+    is_batch_encoder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +64,48 @@ class OutputOptions:
     """How records are written: format, compression and when to start a new part."""
 
     format: str = "jsonl"
-    compression: str = "gzip"
+    #: ``None``: the format's default (gzip for jsonl/csv, zstd inside Parquet files).
+    compression: str | None = None
     max_records_per_part: int = 1_000_000
     #: Limit on a part's *uncompressed* size.
     max_bytes_per_part: int = 256 * 1024 * 1024
     #: The compression method's own scale; ``None`` = its fast default (gzip 1, zstd 3).
     compression_level: int | None = None
+
+
+@dataclass
+class PublisherState:
+    """What a publisher has written so far, enough to reopen it in another process.
+
+    Taken by :meth:`Publisher.snapshot` right after :meth:`Publisher.cut`, it describes every
+    record written: ``parts`` are sealed (and, with a sink that publishes parts as they are
+    finished, already at their final names); ``source_files`` are the input files completed.
+    :meth:`Publisher.restore` continues from it, so a resumed export ends with the same
+    manifest a clean run would write (old parts first, then new ones).
+    """
+
+    parts: list[PartInfo]
+    records: int
+    rows_ok: int
+    rows_quarantined: int
+    source_files: list[SourceFile]
+    started_at: str
+
+
+class _Published:
+    """The upload of a part a previous process already published: nothing left to do."""
+
+    async def write(self, data: bytes) -> None:
+        raise StreamxError("a restored part cannot be written")
+
+    async def finish(self) -> None:
+        return None
+
+    async def commit(self) -> None:
+        return None
+
+    async def abort(self) -> None:
+        return None
 
 
 class _Part:
@@ -141,22 +185,31 @@ class Publisher:
         self._ctx = ctx
         self._options = options
         self._dt = dt
-        self._encoder = get_encoder(options.format)
-        self._compression = get_compression(options.compression)
-        self._compression.new(options.compression_level)  # fail on a bad level now, not later
+        encoder = get_encoder(options.format)
+        self._batches: BatchEncoder | None = encoder if is_batch_encoder(encoder) else None
+        self._lines: Encoder | None = None
+        if self._batches is not None:  # Parquet: compression is inside the file
+            #: The compression actually used (the format's default resolved).
+            self.compression = self._batches.codec(options.compression, options.compression_level)
+            self._compression = get_compression("none")
+        else:
+            self._lines = cast(Encoder, encoder)
+            self.compression = options.compression or "gzip"
+            self._compression = get_compression(self.compression)
+            self._compression.new(options.compression_level)  # fail on a bad level now
         directory = "/".join(
             part for part in (prefix.strip("/"), ctx.source, ctx.stream, f"dt={dt}") if part
         )
         base = f"{directory}/{ctx.account}-{ctx.export_id}"
         self._part_stem = f"{base}-part-"
-        self._part_ext = f".{self._encoder.extension}{self._compression.extension}"
+        self._part_ext = f".{encoder.extension}{self._compression.extension}"
         self.manifest_relpath = f"{base}.manifest.json"
         self.quarantine_relpath = f"{base}-quarantine.jsonl"
         split_relpath(self.manifest_relpath)  # a bad prefix fails here, before any write
         self._state = "open"
         self._lock = asyncio.Lock()
         self._quarantine_lock = asyncio.Lock()
-        self._part: _Part | None = None
+        self._part: _Part | BatchPart | None = None
         self._sealed: list[tuple[PartInfo, PartUpload]] = []
         self._quarantine: PartUpload | None = None
         self._files: dict[str, SourceFile] = {}
@@ -176,15 +229,46 @@ class Publisher:
         records (audience trends) or into none.
         """
         rows = len(records) if rows is None else rows
+        step = partial(self._write_records, records) if records else None
+        await self._write_locked(step, len(records), rows)
+
+    @property
+    def format(self) -> str:
+        """The output format (``jsonl``, ``csv``, ``parquet``)."""
+        return self._options.format
+
+    async def write_encoded(self, data: bytes, ends: Sequence[int], *, rows: int) -> None:
+        """Write records already encoded in this publisher's line format (jsonl, csv).
+
+        For producers that encode without a Python object per record (the columnar fast path):
+        ``data`` holds the records back to back, ``ends[i]`` is the offset just after record
+        ``i`` (``ends[-1] == len(data)``); ``rows`` is the number of source rows behind them.
+        """
+        if self._lines is None:
+            raise StreamxError(f"write_encoded needs a line format, not {self.format!r}")
+        step = partial(self._write_block, data, ends) if len(ends) else None
+        await self._write_locked(step, len(ends), rows)
+
+    async def write_batch(self, batch: Any, *, rows: int) -> None:
+        """Write a ``pyarrow.RecordBatch`` of schema v1 (columnar formats: Parquet)."""
+        if self._batches is None:
+            raise StreamxError(f"write_batch needs a columnar format, not {self.format!r}")
+        step = partial(self._write_batch, batch) if batch.num_rows else None
+        await self._write_locked(step, batch.num_rows, rows)
+
+    async def _write_locked(
+        self, step: Callable[[], Awaitable[None]] | None, records: int, rows: int
+    ) -> None:
+        """Run one write under the lock; a failure leaves the publisher failed (abort only)."""
         if rows < 0:
             raise ValueError(f"rows must be >= 0, got {rows}")
         async with self._lock:
             self._check_open()
             try:
-                if records:
-                    await self._write(self._encoder.encode(records))
+                if step is not None:
+                    await step()
                 self._rows_ok += rows
-                self._records += len(records)
+                self._records += records
             except BaseException:
                 self._state = "failed"
                 raise
@@ -209,6 +293,50 @@ class Publisher:
         entry = self._files.setdefault(name, SourceFile(name=name, rows_read=0, bytes_read=0))
         entry["rows_read"] += rows_read
         entry["bytes_read"] += bytes_read
+
+    # -- checkpoints (resume after a crash) -----------------------------------------------
+
+    async def cut(self) -> None:
+        """Seal the open part now, at a record boundary, so that everything written so far is
+        in sealed parts (a checkpoint). The next record starts a new part."""
+        async with self._lock:
+            self._check_open()
+            if self._part is None:
+                return
+            try:
+                await self._seal_part()
+            except BaseException:
+                self._state = "failed"
+                raise
+
+    def snapshot(self) -> PublisherState:
+        """The sealed parts and the counters (call :meth:`cut` first for an exact state)."""
+        return PublisherState(
+            parts=[info for info, _ in self._sealed],
+            records=self._records,
+            rows_ok=self._rows_ok,
+            rows_quarantined=self._rows_quarantined,
+            source_files=[SourceFile(**entry) for entry in self._files.values()],
+            started_at=self._started_at,
+        )
+
+    async def restore(self, state: PublisherState) -> None:
+        """Continue an export from ``state`` (before anything is written here).
+
+        The parts it names must already be at their final names; new parts are numbered after
+        them. When rows were quarantined, the quarantine file is reopened through the sink,
+        which must still hold what was written before (the engine's checkpoint sink does).
+        """
+        self._check_open()
+        if self._sealed or self._part or self._records or self._rows_ok or self._files:
+            raise StreamxError(f"publisher for {self.manifest_relpath} already has data")
+        self._sealed = [(info, _Published()) for info in state.parts]
+        self._records, self._rows_ok = state.records, state.rows_ok
+        self._rows_quarantined = state.rows_quarantined
+        self._files = {entry["name"]: SourceFile(**entry) for entry in state.source_files}
+        self._started_at = state.started_at
+        if state.rows_quarantined and self._quarantine is None:
+            self._quarantine = await self._sink.open(self.quarantine_relpath)
 
     # -- commit / abort -------------------------------------------------------------------
 
@@ -273,41 +401,62 @@ class Publisher:
             "export_id": self._ctx.export_id,
         }
 
-    async def _write(self, chunks: list[bytes]) -> None:
+    async def _write_records(self, records: list[dict[str, Any]]) -> None:
+        if self._batches is not None:
+            await self._write_batch(self._batches.to_batch(records))
+            return
+        assert self._lines is not None
+        chunks = self._lines.encode(records)
+        await self._write_block(b"".join(chunks), list(accumulate(map(len, chunks))))
+
+    async def _write_block(self, data: bytes, ends: Sequence[int]) -> None:
         """Write encoded records, rolling to a new part at the record or byte limit."""
         max_records = self._options.max_records_per_part
         max_bytes = self._options.max_bytes_per_part
-        total = sum(map(len, chunks))
-        cumulative: list[int] | None = None
-        start, count = 0, len(chunks)
+        start, count, offset = 0, len(ends), 0  # offset: where record `start` begins
         while start < count:
             part = self._part or await self._open_part()
+            assert isinstance(part, _Part)
             room_records = max_records - part.records
             room_bytes = max_bytes - part.raw_bytes
-            if start == 0 and count <= room_records and total <= room_bytes:
-                take = count
-            else:
-                if cumulative is None:
-                    cumulative = [0, *accumulate(map(len, chunks))]
-                fits = bisect_right(cumulative, cumulative[start] + room_bytes) - 1 - start
-                take = min(count - start, room_records, fits)
-                if take <= 0:
-                    if part.records:
-                        await self._seal_part()
-                        continue
-                    take = 1  # one record bigger than a whole part: it gets a part of its own
+            fits = bisect_right(ends, offset + room_bytes, start) - start
+            take = min(count - start, room_records, fits)
+            if take <= 0:
+                if part.records:
+                    await self._seal_part()
+                    continue
+                take = 1  # one record bigger than a whole part: it gets a part of its own
             end = start + take
-            await part.write(chunks[start] if take == 1 else b"".join(chunks[start:end]), take)
-            start = end
+            stop = ends[end - 1]
+            await part.write(data if offset == 0 and stop == len(data) else data[offset:stop], take)
+            start, offset = end, stop
             if part.records >= max_records or part.raw_bytes >= max_bytes:
                 await self._seal_part()
 
-    async def _open_part(self) -> _Part:
+    async def _write_batch(self, batch: Any) -> None:
+        """Write an Arrow batch, rolling to a new part at the record (or, per batch, byte) limit."""
+        max_records = self._options.max_records_per_part
+        start, count = 0, batch.num_rows
+        while start < count:
+            part = self._part or await self._open_part()
+            assert not isinstance(part, _Part)
+            take = min(count - start, max_records - part.records)
+            await part.write_batch(batch.slice(start, take))
+            start += take
+            if part.records >= max_records or part.raw_bytes >= self._options.max_bytes_per_part:
+                await self._seal_part()
+
+    async def _open_part(self) -> _Part | BatchPart:
         relpath = f"{self._part_stem}{len(self._sealed):05d}{self._part_ext}"
         upload = await self._sink.open(relpath)
-        part = _Part(relpath, upload, self._compression.new(self._options.compression_level))
+        level = self._options.compression_level
+        if self._batches is not None:
+            columnar = self._batches.open_part(relpath, upload, self.compression, level)
+            self._part = columnar
+            return columnar
+        part = _Part(relpath, upload, self._compression.new(level))
         self._part = part
-        header = self._encoder.header()
+        header = self._lines.header() if self._lines is not None else b""
         if header:
             await part.write(header, 0)
         return part
@@ -315,8 +464,8 @@ class Publisher:
     async def _seal_part(self) -> None:
         part = self._part
         assert part is not None
-        footer = self._encoder.footer()
-        if footer:
+        footer = self._lines.footer() if self._lines is not None else b""
+        if footer and isinstance(part, _Part):
             await part.write(footer, 0)
         info = await part.seal()
         self._sealed.append((info, part.upload))
@@ -341,7 +490,7 @@ class Publisher:
             export_id=ctx.export_id,
             dt=self._dt,
             format=self._options.format,
-            compression=self._options.compression,
+            compression=self.compression,
             parts=[info for info, _ in self._sealed],
             records=self._records,
             rows_read=sum(entry["rows_read"] for entry in self._files.values()),

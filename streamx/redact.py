@@ -43,6 +43,11 @@ SECRET_PARAMS: frozenset[str] = frozenset(
         "password",
         "secret",
         "client_secret",
+        "aws_secret_access_key",
+        "secret_access_key",
+        "aws_session_token",
+        "session_token",
+        "passphrase",
     }
 )
 

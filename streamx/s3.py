@@ -74,7 +74,8 @@ def client_config(config: S3Config) -> Any:
     """The botocore client configuration: ``standard`` retries, timeouts, pool size."""
     s3_options = {"addressing_style": config.addressing_style} if config.addressing_style else {}
     return AioConfig(
-        retries={"mode": "standard", "max_attempts": config.max_attempts},
+        # total_max_attempts counts the first try; botocore's max_attempts counts only retries
+        retries={"mode": "standard", "total_max_attempts": config.max_attempts},
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
         max_pool_connections=config.max_pool_connections,

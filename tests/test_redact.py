@@ -116,3 +116,14 @@ def test_any_signature_value_is_removed(secret: str, name: str, prefix: str) -> 
     assert redact_text(f"{prefix}{url} and more") == f"{prefix}{expected} and more"
     # Redaction is idempotent.
     assert redact_text(redact_text(url)) == redact_text(url)
+
+
+def test_aws_credential_pairs_in_free_text_are_redacted() -> None:
+    text = (
+        "profile: aws_secret_access_key=wJalrXUtnFEMI/K7MDENG aws_session_token=FQoGZXIvYXdzEJr "
+        "secret_access_key=abc123 passphrase=hunter2 region=eu-north-1"
+    )
+    out = redact_text(text)
+    for secret in ("wJalrXUtnFEMI/K7MDENG", "FQoGZXIvYXdzEJr", "abc123", "hunter2"):
+        assert secret not in out
+    assert "region=eu-north-1" in out

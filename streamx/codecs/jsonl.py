@@ -3,11 +3,14 @@
 Lines are cut at LF bytes (which never occur inside a multi-byte UTF-8 character or a valid JSON
 string), then each line is handed to ``orjson.loads``. Blank lines are skipped but counted, so
 line numbers match what an editor shows. A line that is not a JSON object (invalid JSON, an array,
-a scalar, invalid UTF-8) is quarantined as a :class:`BadRow`; parsing continues on the next line.
+a scalar, invalid UTF-8, nesting deeper than :data:`MAX_ROW_DEPTH`) is quarantined as a
+:class:`BadRow`; parsing continues on the next line.
 A line longer than ``max_line_bytes`` raises :class:`FieldTooLargeError` rather than buffering on.
 """
 
 from __future__ import annotations
+
+import re
 
 import orjson
 
@@ -16,6 +19,33 @@ from streamx.codecs.text import BomSkipper, lossy_text
 from streamx.exceptions import FieldTooLargeError
 
 _BLANK = b" \t\r"
+#: Rows nested deeper than this are quarantined. orjson parses up to 1024 levels, but the CSV
+#: writer (orjson) encodes at most 255 and the JSON lines writer's stdlib fallback about 990,
+#: and a record nests the row one level down (``attributes``): a deeper row would pass the
+#: parser and then fail the writer, and with it the whole export.
+MAX_ROW_DEPTH = 200
+# A bracket, or a whole string (skipped: brackets inside strings do not nest).
+_NESTING = re.compile(rb'[\[\]{}]|"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+
+
+def too_deep(raw: bytes | bytearray, limit: int = MAX_ROW_DEPTH) -> bool:
+    """True when the JSON text ``raw`` nests brackets deeper than ``limit`` (no recursion).
+
+    Counting brackets (memchr speed) rules out almost every text at once; only a text with
+    more than ``limit`` brackets is scanned, strings skipped.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _NESTING.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
 
 
 def json_kind(value: object) -> str:
@@ -90,7 +120,11 @@ class JsonLinesParser:
                     append(BadRow(line, f"invalid JSON: {exc}", _raw_text(raw)))
                 continue
             if type(value) is dict:
-                append(Row(line, value))
+                if len(raw) > MAX_ROW_DEPTH and too_deep(raw):
+                    reason = f"nested deeper than {MAX_ROW_DEPTH} levels"
+                    append(BadRow(line, reason, _raw_text(raw)))
+                else:
+                    append(Row(line, value))
             else:
                 reason = f"expected a JSON object, got {json_kind(value)}"
                 append(BadRow(line, reason, _raw_text(raw)))

@@ -36,6 +36,11 @@ class BomSkipper:
         self._held = b""
         return head[len(UTF8_BOM) :] if head.startswith(UTF8_BOM) else head
 
+    @property
+    def pending(self) -> int:
+        """Bytes held back while undecided (at most two)."""
+        return len(self._held)
+
     def flush(self) -> bytes:
         """Return bytes held back (a strict prefix of a BOM that never completed)."""
         self._decided = True

@@ -11,6 +11,13 @@ restarted, at most ``transfer_attempts`` times: records already written cannot b
 so starting over is the simplest correct choice. Any exception ends the export as a ``failed``
 :class:`ExportResult`; cancellation propagates, and the publisher's ``async with`` aborts every
 upload on the way out, so nothing half-published becomes visible.
+
+With a state store (an :class:`~streamx.backfill.tracker.ExportTracker`), every step is recorded
+so that a killed process resumes instead of repeating: a known remote id is polled rather than
+started again (a job the vendor no longer knows is replaced), the transfer resumes from its last
+checkpoint (and a transient failure mid-transfer resumes from it too, instead of from byte 0),
+and an export already ``done`` is skipped. See :mod:`streamx.backfill.checkpoint` for why the
+resumed output equals a clean run's, record for record.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
+from streamx.backfill.checkpoint import Checkpoint, consumed
+from streamx.backfill.tracker import ExportTracker, adopt_job, job_handle
 from streamx.config import AccountConfig, Config, ExportSpec
 from streamx.engine.backoff import Backoff
 from streamx.engine.clock import Clock
-from streamx.engine.errors import ObjectChangedError
+from streamx.engine.errors import ObjectChangedError, RequestRejectedError
 from streamx.engine.poll import PollSchedule, wait_for_job
 from streamx.engine.retry import Retrier, RetryBudget, RetryPolicy, call_with_retries
 from streamx.exceptions import StreamxError, TransientError
@@ -36,6 +45,7 @@ from streamx.pipeline import FileStats, ingest_file
 from streamx.publish import OutputOptions, Publisher
 from streamx.redact import redact_text
 from streamx.sinks.base import Sink
+from streamx.state.base import ExportState, LeaseLostError
 from streamx.vendors.base import (
     CallOptions,
     JobFailedError,
@@ -47,6 +57,8 @@ from streamx.vendors.base import (
 
 log = logging.getLogger("streamx.engine")
 T = TypeVar("T")
+#: At most this many ``progress`` events per second and export.
+PROGRESS_INTERVAL = 0.25
 
 
 @dataclass
@@ -54,8 +66,11 @@ class ExportResult:
     """The outcome of one export. ``status`` is ``done`` (published) or ``failed``.
 
     ``error`` is the redacted message of what failed (``error_type`` its class name);
-    ``bytes_read`` counts result-file bytes as stored by the vendor, ``bytes_written`` the
+    ``bytes_read`` counts result-file bytes as stored by the vendor that this run read (a
+    resumed export reads only what its checkpoint did not cover), ``bytes_written`` the
     published parts; ``retries`` counts retried vendor calls and restarted transfers.
+    ``skipped``: the state store says the export was already published (nothing was done);
+    ``resumed``: this run continued a job (and maybe a transfer) a previous run began.
     """
 
     name: str
@@ -75,6 +90,8 @@ class ExportResult:
     manifest_location: str | None = None
     manifest: Manifest | None = field(default=None, repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    skipped: bool = False
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -85,8 +102,11 @@ class ExportResult:
 @dataclass(frozen=True)
 class EngineEvent:
     """A step of one export, for progress displays and logs. ``kind`` is ``started`` (the
-    remote id is known), ``status`` (a poll answer), ``transfer_start`` / ``transfer_end``
-    (a transfer slot was taken / is being given back), ``retry``, ``done`` or ``failed``."""
+    remote id is known), ``resumed`` (a job a previous run started is used again), ``gone``
+    (the vendor no longer knows that job), ``status`` (a poll answer), ``transfer_start`` /
+    ``transfer_end`` (a transfer slot was taken / is being given back), ``progress`` (bytes
+    and records so far, a few times a second), ``checkpoint``, ``retry``, ``skipped`` (already
+    published), ``done`` or ``failed``."""
 
     export: str
     kind: str
@@ -95,6 +115,14 @@ class EngineEvent:
     status: JobStatus | None = None
     #: The wait before a ``retry``, in seconds.
     delay: float | None = None
+    #: Result bytes read so far by this run (``progress``, ``done``).
+    bytes_read: int | None = None
+    #: Total size of the result files when the vendor says (for an ETA).
+    bytes_total: int | None = None
+    #: Records written so far, resumed ones included (``progress``, ``done``).
+    records: int | None = None
+    #: Rows quarantined so far (``progress``, ``done``).
+    quarantined: int | None = None
 
 
 OnEvent = Callable[[EngineEvent], None]
@@ -132,10 +160,21 @@ class _Outcome:
 
 
 class ExportRun:
-    """One export's state machine (see the module docstring). Run it once with :meth:`execute`."""
+    """One export's state machine (see the module docstring). Run it once with :meth:`execute`.
 
-    def __init__(self, shared: Shared, state: AccountState, spec: ExportSpec, stream: str) -> None:
+    ``tracker`` (optional) records the export in a state store and resumes it from there.
+    """
+
+    def __init__(
+        self,
+        shared: Shared,
+        state: AccountState,
+        spec: ExportSpec,
+        stream: str,
+        tracker: ExportTracker | None = None,
+    ) -> None:
         self.shared, self.state, self.spec, self.stream = shared, state, spec, stream
+        self.tracker = tracker
         self.account, self.client = state.account, state.client
         clock, settings = shared.clock, shared.config.engine
         self.started = clock.now()
@@ -150,23 +189,73 @@ class ExportRun:
         self.options = CallOptions(self.policy, clock, shared.rng)
         self.remote_id: str | None = None
         self.retries = 0
+        self.resumed = False
+        self._progress = _Progress()
 
     async def execute(self) -> ExportResult:
         try:
-            self.remote_id = await self._retry(lambda: self.client.start(self.spec, self.stream))
-            self._emit("started", f"{self.client.vendor} id {self.remote_id}")
-            status = await self._wait(self.remote_id)
+            if self.tracker is not None:
+                row = await self.tracker.begin(self.day)
+                if row.status == "done":
+                    return self._skipped(row)
+                self.day = self.tracker.day or self.day
+            status = await self._start_or_resume()
             async with self.shared.transfers, self.state.slots:
                 self._emit("transfer_start")
                 try:
-                    outcome = await self._transfer(self.remote_id, status)
+                    outcome = await self._transfer(self.remote_id or "", status)
                 finally:
                     self._emit("transfer_end")
+            result = self._done(outcome)
+            if self.tracker is not None:
+                await self.tracker.done(outcome.location, _summary(result))
+        except LeaseLostError as exc:
+            return self._failed(exc)  # another process owns the row now: record nothing
         except Exception as exc:
             if not isinstance(exc, StreamxError):
                 log.exception("export %s failed unexpectedly", self.spec.name)
-            return self._failed(exc)
-        return self._done(outcome)
+            failed = self._failed(exc)
+            await self._record_failure(failed)
+            return failed
+        detail = f"{result.records} records; manifest {result.manifest_location}"
+        self._emit_result("done", detail, result)
+        return result
+
+    async def _start_or_resume(self) -> JobStatus:
+        """Poll the job a previous run started (if the vendor still knows it), else start one."""
+        tracker = self.tracker
+        known = tracker.remote_id if tracker is not None else None
+        if tracker is not None and known is not None:
+            self.remote_id, self.resumed = known, True
+            checkpoint = tracker.checkpoint
+            if checkpoint is not None and checkpoint.complete:
+                self._emit("resumed", "publishing what a previous run transferred")
+                return JobStatus("resumed", done=True, totals=checkpoint.totals)
+            adopt_job(self.client, known, tracker.extra.get("job"))
+            self._emit("resumed", f"{self.client.vendor} id {known}")
+            try:
+                return await self._wait(known)
+            except RequestRejectedError as exc:
+                if exc.status != 404:
+                    raise
+                self._emit("gone", f"{self.client.vendor} no longer knows {known}: starting anew")
+                await tracker.gone()
+                self.remote_id, self.resumed = None, False
+        if tracker is not None:
+            await tracker.starting()
+        self.remote_id = await self._retry(lambda: self.client.start(self.spec, self.stream))
+        if tracker is not None:
+            await tracker.started(self.remote_id, job_handle(self.client, self.remote_id))
+        self._emit("started", f"{self.client.vendor} id {self.remote_id}")
+        return await self._wait(self.remote_id)
+
+    async def _record_failure(self, result: ExportResult) -> None:
+        if self.tracker is None or self.tracker.row is None:
+            return
+        try:
+            await self.tracker.failed(result.error or "", result.error_type or "")
+        except Exception:  # the export's own error is what matters; the row stays open
+            log.exception("export %s: cannot record its failure", self.spec.name)
 
     async def _wait(self, remote_id: str) -> JobStatus:
         status = await wait_for_job(
@@ -200,6 +289,8 @@ class ExportRun:
             try:
                 return await self._publish(remote_id, status)
             except ObjectChangedError as exc:
+                if self.tracker is not None:
+                    await self.tracker.restart()
                 restart = _restart(exc)
                 try:
                     await retrier.backoff(restart)
@@ -211,40 +302,120 @@ class ExportRun:
                 await retrier.backoff(exc)
 
     async def _publish(self, remote_id: str, status: JobStatus) -> _Outcome:
+        if self.tracker is not None:
+            return await self._publish_tracked(remote_id, status)
         files = await self._retry(lambda: self.client.locate(remote_id))
-        ctx = ExportContext(
+        ctx = self._context(remote_id)
+        sink, prefix = self.shared.sink, self.shared.config.output.prefix
+        options = self.shared.output
+        self._progress.begin(files)
+        async with Publisher(sink, ctx, options, dt=self.day, prefix=prefix) as publisher:
+            stats = [
+                await self._ingest(file, ctx, publisher, index) for index, file in enumerate(files)
+            ]
+            rows = sum(item.rows_read for item in stats)
+            self._check_totals(status, rows, len(files))
+            manifest = await publisher.commit()
+        return _Outcome(manifest, sink.location(publisher.manifest_relpath), stats)
+
+    async def _publish_tracked(self, remote_id: str, status: JobStatus) -> _Outcome:
+        """:meth:`_publish` with checkpoints: resumes where the last one left off."""
+        tracker = self.tracker
+        assert tracker is not None
+        ctx = self._context(remote_id)
+        files: list[ResultFile] = []
+        if tracker.checkpoint is None or not tracker.checkpoint.complete:
+            files = await self._retry(lambda: self.client.locate(remote_id))
+        checkpoint = await tracker.transferring(files)
+        options, prefix = self.shared.output, self.shared.config.output.prefix
+        sink = tracker.sink(self.shared.sink)
+        publisher = Publisher(sink, ctx, options, dt=self.day, prefix=prefix)
+        sink.quarantine_relpath = publisher.quarantine_relpath
+        self._progress.begin(files, checkpoint)
+        try:
+            async with publisher:
+                stats = await self._read_from(checkpoint, files, ctx, publisher)
+                snapshot = publisher.snapshot()
+                rows = sum(entry["rows_read"] for entry in snapshot.source_files)
+                self._check_totals(status, rows, len(snapshot.source_files))
+                if checkpoint is None or not checkpoint.complete:
+                    await tracker.save(
+                        publisher, len(files), 0, 0, complete=True, totals=status.totals
+                    )
+                manifest = await publisher.commit()
+        finally:
+            await sink.close()
+        return _Outcome(manifest, sink.location(publisher.manifest_relpath), stats)
+
+    async def _read_from(
+        self,
+        checkpoint: Checkpoint | None,
+        files: list[ResultFile],
+        ctx: ExportContext,
+        publisher: Publisher,
+    ) -> list[FileStats]:
+        """Read ``files`` into ``publisher``, from ``checkpoint`` on when there is one."""
+        first, skip = 0, 0
+        if checkpoint is not None:
+            await publisher.restore(checkpoint.publisher)
+            first, skip = (
+                (len(files), 0) if checkpoint.complete else (checkpoint.file, checkpoint.rows)
+            )
+        stats = []
+        for index in range(first, len(files)):
+            rows = skip if index == first else 0
+            stats.append(await self._ingest(files[index], ctx, publisher, index, rows))
+        return stats
+
+    def _check_totals(self, status: JobStatus, rows: int, files: int) -> None:
+        if status.totals is not None and rows != status.totals:
+            raise TotalsMismatchError(
+                f"read {rows} rows from {files} file(s) but the job reports "
+                f"{status.totals}: a file is missing or cut short; nothing published",
+                **self._ids(),
+            )
+
+    def _context(self, remote_id: str) -> ExportContext:
+        return ExportContext(
             source=self.client.vendor,
             stream=self.stream,
             account=self.account.name,
             export_id=remote_id,
             column_labels=self.client.column_labels(self.spec),
         )
-        sink, prefix = self.shared.sink, self.shared.config.output.prefix
-        options = self.shared.output
-        async with Publisher(sink, ctx, options, dt=self.day, prefix=prefix) as publisher:
-            stats = [await self._ingest(file, ctx, publisher) for file in files]
-            rows = sum(item.rows_read for item in stats)
-            if status.totals is not None and rows != status.totals:
-                raise TotalsMismatchError(
-                    f"read {rows} rows from {len(files)} file(s) but the job reports "
-                    f"{status.totals}: a file is missing or cut short; nothing published",
-                    **self._ids(),
-                )
-            manifest = await publisher.commit()
-        return _Outcome(manifest, sink.location(publisher.manifest_relpath), stats)
 
     async def _ingest(
-        self, file: ResultFile, ctx: ExportContext, publisher: Publisher
+        self,
+        file: ResultFile,
+        ctx: ExportContext,
+        publisher: Publisher,
+        index: int,
+        skip_rows: int = 0,
     ) -> FileStats:
         chunks = file.open(self.options)
+        tracker = self.tracker
+
+        async def on_chunk(stats: FileStats) -> None:
+            self._on_progress(index, stats, publisher)
+            if tracker is not None:
+                rows = consumed(skip_rows, stats)
+                await tracker.maybe_checkpoint(publisher, index, rows, stats.bytes_read)
+
         try:
-            return await ingest_file(
+            stats = await ingest_file(
                 chunks,
                 name=file.name,
                 ctx=ctx,
                 normalizer=get_normalizer(self.stream),
                 publisher=publisher,
+                skip_rows=skip_rows,
+                on_chunk=on_chunk,
+                record_filter=tracker.record_filter(ctx, index, skip_rows) if tracker else None,
             )
+            self._progress.file_done(stats)
+            if tracker is not None:
+                await tracker.maybe_checkpoint(publisher, index + 1, 0, 0)
+            return stats
         finally:
             close = getattr(chunks, "aclose", None)
             if close is not None:
@@ -281,6 +452,39 @@ class ExportRun:
         event = EngineEvent(self.spec.name, kind, self.remote_id, detail, status, delay)
         self.shared.emit(event)
 
+    def _on_progress(self, index: int, stats: FileStats, publisher: Publisher) -> None:
+        now = self.shared.clock.now()
+        self._progress.current = stats.bytes_read
+        if now - self._progress.emitted < PROGRESS_INTERVAL:
+            return
+        self._progress.emitted = now
+        snapshot = publisher.snapshot()
+        self.shared.emit(
+            EngineEvent(
+                self.spec.name,
+                "progress",
+                self.remote_id,
+                f"file {index + 1}",
+                bytes_read=self._progress.bytes_read,
+                bytes_total=self._progress.total,
+                records=snapshot.records,
+                quarantined=snapshot.rows_quarantined,
+            )
+        )
+
+    def _emit_result(self, kind: str, detail: str, result: ExportResult | None = None) -> None:
+        self.shared.emit(
+            EngineEvent(
+                self.spec.name,
+                kind,
+                self.remote_id,
+                detail,
+                bytes_read=None if result is None else result.bytes_read,
+                records=None if result is None else result.records,
+                quarantined=None if result is None else result.rows_quarantined,
+            )
+        )
+
     def _result(self, status: Literal["done", "failed"]) -> ExportResult:
         return ExportResult(
             name=self.spec.name,
@@ -289,17 +493,31 @@ class ExportRun:
             remote_id=self.remote_id,
             retries=self.retries,
             seconds=self.shared.clock.now() - self.started,
+            resumed=self.resumed,
         )
 
     def _done(self, outcome: _Outcome) -> ExportResult:
         result = self._result("done")
         manifest = outcome.manifest
         result.records, result.rows_read = manifest.records, manifest.rows_read
-        result.rows_quarantined, result.files = manifest.rows_quarantined, len(outcome.files)
+        result.rows_quarantined, result.files = (
+            manifest.rows_quarantined,
+            len(manifest.source_files),
+        )
         result.bytes_read = sum(item.bytes_read for item in outcome.files)
         result.bytes_written = sum(part.bytes for part in manifest.parts)
         result.manifest, result.manifest_location = manifest, outcome.location
-        self._emit("done", f"{manifest.records} records; manifest {outcome.location}")
+        return result
+
+    def _skipped(self, row: ExportState) -> ExportResult:
+        """The store says this export is published: report it without doing anything."""
+        self.remote_id = row.remote_id
+        result = self._result("done")
+        result.skipped, result.manifest_location = True, row.manifest_location
+        summary = row.extra.get("result") or {}
+        for name in ("records", "rows_read", "rows_quarantined", "files", "bytes_written"):
+            setattr(result, name, int(summary.get(name, 0)))
+        self._emit_result("skipped", f"already published: {row.manifest_location}", result)
         return result
 
     def _failed(self, exc: Exception) -> ExportResult:
@@ -308,6 +526,43 @@ class ExportRun:
         result.error_type, result.exception = type(exc).__name__, exc
         self._emit("failed", result.error)
         return result
+
+
+@dataclass
+class _Progress:
+    """Bytes read by this run, for ``progress`` events."""
+
+    done: int = 0
+    current: int = 0
+    total: int | None = None
+    emitted: float = float("-inf")
+
+    @property
+    def bytes_read(self) -> int:
+        return self.done + self.current
+
+    def begin(self, files: list[ResultFile], checkpoint: Checkpoint | None = None) -> None:
+        sizes = [file.size for file in files]
+        self.total = None if None in sizes else sum(size or 0 for size in sizes)
+        if checkpoint is not None and self.total is not None:
+            skipped = files[: min(checkpoint.file, len(files))]
+            self.total -= sum(file.size or 0 for file in skipped)
+        self.done, self.current = 0, 0
+
+    def file_done(self, stats: FileStats) -> None:
+        self.done += stats.bytes_read
+        self.current = 0
+
+
+def _summary(result: ExportResult) -> dict[str, int]:
+    """What ``streamx status`` shows of a published export."""
+    return {
+        "records": result.records,
+        "rows_read": result.rows_read,
+        "rows_quarantined": result.rows_quarantined,
+        "files": result.files,
+        "bytes_written": result.bytes_written,
+    }
 
 
 def _restart(exc: ObjectChangedError) -> TransientError:

@@ -19,6 +19,10 @@ An export that fails becomes a ``failed`` :class:`ExportResult` (with the redact
 never raises out of :meth:`Engine.run` (unless ``raise_on_error``) and never disturbs the other
 exports. Cancelling :meth:`Engine.run` cancels every export; their publishers abort, so no
 manifest and no part becomes visible.
+
+With a ``store`` (:mod:`streamx.state`), each export is a row keyed by the spec's name: its
+remote id, checkpoints, published manifest and failure are recorded, a rerun resumes what a
+killed process left (without starting its vendor job twice) and skips what is done.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from types import TracebackType
 
 import aiohttp
 
+from streamx.backfill.tracker import DurableOptions, ExportTracker
 from streamx.config import AccountConfig, Config, ExportSpec, OutputConfig, resolve_stream
 from streamx.engine.clock import Clock, SystemClock
 from streamx.engine.export import (
@@ -51,6 +56,8 @@ from streamx.sinks import registry
 from streamx.sinks.base import Sink
 from streamx.sinks.local import LocalSink
 from streamx.sources.http import make_session
+from streamx.state.base import StateStore
+from streamx.state.registry import spool_dir
 from streamx.vendors.base import ClientSettings
 from streamx.vendors.registry import make_client, max_transfers
 
@@ -70,6 +77,9 @@ class Engine:
     :func:`~streamx.sources.http.make_session`), ``clock`` and ``rng`` are injectable; what the
     engine creates itself it also closes. ``landing_zones`` overrides the landing zone of
     accounts by name. ``on_event`` receives an :class:`EngineEvent` for every step.
+    ``store`` (an open :class:`~streamx.state.base.StateStore`) makes exports durable and
+    resumable (see the module docstring); ``durable`` says how (lease owner, spool directory,
+    record-id index, checkpoint interval; default: from ``[state]``).
     """
 
     def __init__(
@@ -82,8 +92,14 @@ class Engine:
         rng: random.Random | None = None,
         landing_zones: dict[str, LandingZone] | None = None,
         on_event: OnEvent | None = None,
+        store: StateStore | None = None,
+        durable: DurableOptions | None = None,
     ) -> None:
         self.config = config
+        self.store = store
+        self.durable = durable or DurableOptions(
+            spool_dir=spool_dir(config), checkpoint_seconds=config.state.checkpoint_seconds
+        )
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.on_event = on_event
@@ -100,6 +116,7 @@ class Engine:
                 limit=settings.connections,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
+                ca_file=settings.ca_file,
             )
         if self._sink is None:
             self._sink = open_sink(self.config.output)
@@ -180,10 +197,18 @@ class Engine:
         return stream
 
     async def run_export(self, spec: ExportSpec) -> ExportResult:
-        """Run one export to its end; failures become a ``failed`` result."""
+        """Run one export to its end; failures become a ``failed`` result.
+
+        With a store, the export's row is ``spec.name`` (created if missing); a row already
+        ``done`` gives a ``skipped`` result.
+        """
         stream = self.check(spec)
         state = self._accounts[spec.account]
-        return await ExportRun(self._started(), state, spec, stream).execute()
+        shared = self._started()
+        tracker = None
+        if self.store is not None:
+            tracker = ExportTracker(self.store, spec, self.durable, shared.clock)
+        return await ExportRun(shared, state, spec, stream, tracker).execute()
 
     # -- shared state ---------------------------------------------------------------------
 
@@ -219,10 +244,20 @@ class Engine:
         return state
 
     def _emit(self, event: EngineEvent) -> None:
-        level = {"status": logging.DEBUG, "failed": logging.WARNING}.get(event.kind, logging.INFO)
+        quiet = ("status", "progress")
+        level = logging.DEBUG if event.kind in quiet else logging.INFO
+        level = logging.WARNING if event.kind == "failed" else level
         log.log(level, "export %s: %s %s", event.export, event.kind, event.detail or "")
         if self.on_event is not None:
             self.on_event(event)
 
 
-__all__ = ["Engine", "EngineEvent", "ExportResult", "ExportSpec", "OnEvent", "open_sink"]
+__all__ = [
+    "DurableOptions",
+    "Engine",
+    "EngineEvent",
+    "ExportResult",
+    "ExportSpec",
+    "OnEvent",
+    "open_sink",
+]

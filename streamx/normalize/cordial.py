@@ -204,11 +204,13 @@ def is_soft_bounce(value: Any) -> bool:
 def _nested_url(data: dict[str, Any], nested: tuple[str, ...]) -> str | None:
     for key in nested:
         properties = data[key]
-        if isinstance(properties, dict):
+        if properties and isinstance(properties, dict):  # most rows: {} or no URL key at all
             for name in _URL_KEYS:
-                url = id_text(properties.get(name))
-                if url is not None:
-                    return url
+                value = properties.get(name)
+                if value is not None:
+                    url = id_text(value)
+                    if url is not None:
+                        return url
     return None
 
 
@@ -364,15 +366,23 @@ def normalize_audience_trends(row: Row, ctx: ExportContext) -> list[dict[str, An
     return records
 
 
+#: Counts must fit a signed 64-bit integer: every writer (JSON, CSV, Parquet) can encode them.
+_MAX_COUNT: Final = 2**63 - 1
+
+
 def _count(raw: Any, column: str) -> int:
+    text = raw.strip() if type(raw) is str else ""
     if type(raw) is int:
         count = raw
-    elif type(raw) is str and raw.strip().isascii() and raw.strip().isdigit():
-        count = int(raw)
+    elif text.isascii() and text.isdigit():
+        # More than 19 digits cannot fit (and int() of 5000 digits raises ValueError).
+        count = int(text) if len(text) <= 19 else _MAX_COUNT + 1
     else:
-        raise RowError(f"column {column!r}: audience count {raw!r} is not a whole number")
+        raise RowError(f"column {column!r}: audience count {raw!r:.40} is not a whole number")
     if count < 0:
         raise RowError(f"column {column!r}: audience count {raw!r} is negative")
+    if count > _MAX_COUNT:
+        raise RowError(f"column {column!r}: audience count {raw!r:.40} is out of range")
     return count
 
 

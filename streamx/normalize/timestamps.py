@@ -60,6 +60,8 @@ def to_utc_rfc3339(value: object, *, tz: str | None = None) -> str:
                 and value[19:] in _ZERO_OFFSETS
                 and value[13] == ":"
                 and value[16] == ":"
+                and value[4] == "-"  # not a week date ("2017-W11-1"), which the C parser takes
+                and value[7] == "-"
             ):
                 head = value[:19]
                 _isoparse(head)  # validates every digit and range; raises ValueError
@@ -106,6 +108,8 @@ def _from_text(text: str, tz: str | None) -> str:
         and text[10] == "T"
         and text[13] == ":"
         and text[16] == ":"
+        and text[4] == "-"
+        and text[7] == "-"
     ):
         _isoparse(text)
         return text

@@ -18,16 +18,21 @@ guaranteed to come from the same object. What it checks:
   only when ``offset == total``; a premature end that retries cannot fix surfaces as
   :class:`IncompleteBodyError`. (A truncated gzip stream is caught by the codec layer.)
 
-Timeouts are per socket read (``sock_read``), never a total: a healthy 3-hour download must not be
-killed, a silent peer must. Responses are never decompressed here (``auto_decompress=False`` on
+Timeouts are per read, never a total: a healthy 3-hour download must not be killed, a silent peer
+must. aiohttp's ``sock_read`` guards the response headers; for the body it is switched off and
+:class:`_ReadWatchdog` takes over, because ``sock_read`` re-arms a timer on every packet (about a
+quarter of the CPU of a fast download) where the watchdog costs one clock read per read that has to
+wait. Responses are never decompressed here (``auto_decompress=False`` on
 every request): byte offsets must refer to the stored object, and the codec layer sniffs gzip.
 TLS is always verified. Every error message names the source and a redacted URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
+import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from ssl import SSLContext
 from typing import Any, TypeVar
@@ -44,7 +49,7 @@ from streamx.engine.errors import (
     classify_response,
 )
 from streamx.engine.retry import Retrier, RetryPolicy
-from streamx.exceptions import StreamxError, TransientError
+from streamx.exceptions import ConfigError, StreamxError, TransientError
 from streamx.redact import redact_url
 
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -53,20 +58,39 @@ _UNSATISFIED_RANGE_RE = re.compile(r"bytes\s+\*/(\d+)")
 T = TypeVar("T")
 
 
+def tls_context(ca_file: str | None = None) -> SSLContext:
+    """A verifying TLS context: the system's trust store, plus the CA certificates in the PEM
+    file ``ca_file`` (a private or corporate CA). Verification and hostname checks stay on.
+
+    Raises :class:`~streamx.exceptions.ConfigError` when ``ca_file`` cannot be loaded.
+    """
+    context = ssl_module.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl_module.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(f"cannot load CA certificates from {ca_file}: {reason}") from None
+    return context
+
+
 def make_session(
     *,
     ssl: SSLContext | None = None,
     limit: int = 100,
     connect_timeout: float = 30.0,
     read_timeout: float = 60.0,
+    ca_file: str | None = None,
 ) -> aiohttp.ClientSession:
     """A session fit for :class:`HttpSource` (and for the vendor APIs).
 
-    ``auto_decompress=False`` (bytes stay as stored), TLS verified with ``ssl`` or the system's
-    default trust store (passing a context is how tests trust a private CA; there is no way to
-    turn verification off), at most ``limit`` connections, and no total timeout: only connect and
-    per-read timeouts.
+    ``auto_decompress=False`` (bytes stay as stored), TLS verified with ``ssl``, or with the
+    system's trust store plus the CAs in ``ca_file`` (``[engine] ca_file``: how a private CA is
+    trusted; there is no way to turn verification off), at most ``limit`` connections, and no
+    total timeout: only connect and per-read timeouts.
     """
+    if ssl is None and ca_file is not None:
+        ssl = tls_context(ca_file)
     connector = aiohttp.TCPConnector(ssl=ssl if ssl is not None else True, limit=limit)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -132,6 +156,8 @@ class HttpSource:
         self._end: int | None = None
         self._skip = 0
         self._pending: BaseException | None = None
+        self._read_timeout = read_timeout
+        self._watchdog: _ReadWatchdog | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks()
@@ -164,6 +190,9 @@ class HttpSource:
                 last, mark = exc, self._note_progress(mark)
                 await self._retrier.backoff(exc)
             finally:
+                if self._watchdog is not None:
+                    self._watchdog.close()
+                    self._watchdog = None
                 if response is not None:
                     response.close()
 
@@ -188,7 +217,22 @@ class HttpSource:
         except BaseException:
             response.close()
             raise
+        self._watch_body(response)
         return response
+
+    def _watch_body(self, response: aiohttp.ClientResponse) -> None:
+        """Hand the body's read timeout from aiohttp's per-packet timer to the watchdog."""
+        connection = response.connection
+        protocol = connection.protocol if connection is not None else None
+        if protocol is not None:
+            protocol.read_timeout = None
+            protocol.start_timeout()  # with no timeout set, this disarms the pending timer
+        self._watchdog = _ReadWatchdog(
+            self._read_timeout,
+            lambda: response.content.set_exception(
+                aiohttp.ServerTimeoutError("Timeout on reading data from socket")
+            ),
+        )
 
     def _request_headers(self) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}
@@ -285,7 +329,7 @@ class HttpSource:
         size = 0
         try:
             while size < self._chunk_size:
-                data = self._drop_skipped(await response.content.read(self._chunk_size - size))
+                data = self._drop_skipped(await self._read_some(response, self._chunk_size - size))
                 if data is None:
                     break
                 parts.append(data)
@@ -295,6 +339,21 @@ class HttpSource:
                 raise
             self._pending = exc
         return b"".join(parts)
+
+    async def _read_some(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
+        """Up to ``limit`` body bytes: what is buffered at once, else wait for the peer under
+        the watchdog (b"" at the end of the body)."""
+        content, watchdog = response.content, self._watchdog
+        data = content.read_nowait(limit)
+        if data or content.at_eof():
+            return data
+        if watchdog is None:
+            return await content.read(limit)
+        watchdog.waiting()
+        try:
+            return await content.read(limit)
+        finally:
+            watchdog.idle()
 
     def _drop_skipped(self, data: bytes) -> bytes | None:
         """Advance the position over ``data`` and cut what must be skipped; None at EOF."""
@@ -367,8 +426,50 @@ class HttpSource:
         )
 
 
+class _ReadWatchdog:
+    """Fails a body read that waits more than ``timeout`` seconds for the peer.
+
+    One timer per timeout period instead of one per packet: :meth:`waiting` notes when a read
+    started to wait and arms the timer only if none is armed; when the timer fires it calls
+    ``on_timeout`` if the current wait is that old, else re-arms for when it would be. Time spent
+    not reading (the consumer busy, back-pressure) never counts, only a read left without data.
+    """
+
+    def __init__(self, timeout: float, on_timeout: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._since: float | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._since + self._timeout, self._check)
+
+    def idle(self) -> None:
+        self._since = None  # the armed timer lapses at its next check
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._since = None
+
+    def _check(self) -> None:
+        self._handle = None
+        if self._since is None:
+            return
+        due = self._since + self._timeout
+        if due - self._loop.time() > 0.001:
+            self._handle = self._loop.call_at(due, self._check)
+            return
+        self._since = None
+        self._on_timeout()
+
+
 def _opaque(etag: str) -> str:
     return etag.removeprefix("W/")
 
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "HttpSource", "make_session"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "HttpSource", "make_session", "tls_context"]

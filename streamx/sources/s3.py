@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -113,7 +113,7 @@ class S3Source:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the object's bytes from ``offset`` to the end, resuming transparently."""
         if self._claimed:
             raise RuntimeError(f"{self.name}: an S3Source can be iterated only once")

@@ -22,7 +22,7 @@ import contextlib
 import posixpath
 import random
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -113,7 +113,7 @@ class SFTPSource:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the file's bytes from ``offset`` to the end, resuming transparently."""
         if self._claimed:
             raise RuntimeError(f"{self.name}: an SFTPSource can be iterated only once")
@@ -243,29 +243,50 @@ class SFTPLandingZone:
         self.session = SFTPSession(server) if isinstance(server, SSHConfig) else server
         self.directory = directory
 
-    async def list(self, *, include_hidden: bool = False) -> list[RemoteFile]:
-        """Regular files directly in the directory, sorted by name (dot-files skipped)."""
+    async def list(
+        self, *, include_hidden: bool = False, missing_ok: bool = False
+    ) -> list[RemoteFile]:
+        """Regular files directly in the directory, sorted by name (dot-files skipped).
+
+        A missing directory is an error, or no files with ``missing_ok``. A name that is not a
+        plain file name (it holds ``/`` or NUL) is refused: joined to the directory it would
+        lead elsewhere, and a sane server never lists one.
+        """
         where = f"sftp://{self.session.config.target}{_shown(self.directory)}"
         sftp = await self.session.client()
-        files: list[RemoteFile] = []
         try:
-            async for entry in sftp.scandir(self.directory):
-                name = str(entry.filename)
-                attrs = entry.attrs
-                if name in (".", "..") or (name.startswith(".") and not include_hidden):
-                    continue
-                if attrs.permissions is None or not stat.S_ISREG(attrs.permissions):
-                    continue
-                path = posixpath.join(self.directory, name)
-                files.append(RemoteFile(path, attrs.size or 0, attrs.mtime or 0))
+            entries = [entry async for entry in sftp.scandir(self.directory)]
         except Exception as exc:
+            if missing_ok and isinstance(exc, asyncssh.SFTPNoSuchFile):
+                return []
             if is_connection_error(exc) or isinstance(exc, OSError):
                 await self.session.invalidate(sftp)
                 raise map_ssh_error(exc, f"{where}: list") from exc
             raise SFTPFileError(
                 f"cannot list {where}: {sftp_reason(exc)}", path=self.directory
             ) from exc
-        return sorted(files, key=lambda item: item.name)
+        files = [self._listed(entry, where) for entry in entries]
+        kept = [
+            file
+            for file in files
+            if file is not None and (include_hidden or not file.name.startswith("."))
+        ]
+        return sorted(kept, key=lambda item: item.name)
+
+    def _listed(self, entry: asyncssh.SFTPName, where: str) -> RemoteFile | None:
+        """The regular file an entry names (None for ``.``, ``..``, folders, links...)."""
+        name = str(entry.filename)
+        if name in (".", ".."):
+            return None
+        if not name or "/" in name or "\x00" in name:
+            raise SFTPFileError(
+                f"refusing the name {name!r} listed in {where}: not a plain file name",
+                path=self.directory,
+            )
+        attrs = entry.attrs
+        if attrs.permissions is None or not stat.S_ISREG(attrs.permissions):
+            return None
+        return RemoteFile(posixpath.join(self.directory, name), attrs.size or 0, attrs.mtime or 0)
 
     def source(self, file: RemoteFile | str, **options: Any) -> SFTPSource:
         """A source for ``file`` (a listed file, or a name in the directory); options go to

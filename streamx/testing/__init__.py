@@ -8,6 +8,8 @@
   Content-Length, expired URLs, failed or endless jobs, trickling bandwidth.
 - :class:`DataProvider`: where the rows come from (:class:`StaticRows` replays given rows).
 - :class:`ManualClock`: drive the state machines and URL expiry without sleeping.
+- :class:`FaultProxy`: a TCP proxy on loopback that adds latency, caps bandwidth, resets
+  connections after N bytes or black-holes them, in front of any server.
 
 Everything binds to 127.0.0.1 by default::
 
@@ -20,6 +22,7 @@ from streamx.testing.cordial_sim import CordialSim, CordialTimings
 from streamx.testing.faults import FaultPlan, Faults, http_date
 from streamx.testing.objectstore import ObjectStore
 from streamx.testing.provider import DataProvider, StaticRows, SymplifyFormat
+from streamx.testing.proxy import FaultProxy, ProxyMode
 from streamx.testing.symplify_sim import SymplifySim, SymplifyTimings
 
 __all__ = [
@@ -28,9 +31,11 @@ __all__ = [
     "CordialTimings",
     "DataProvider",
     "FaultPlan",
+    "FaultProxy",
     "Faults",
     "ManualClock",
     "ObjectStore",
+    "ProxyMode",
     "StaticRows",
     "SymplifyFormat",
     "SymplifySim",

@@ -408,6 +408,8 @@ class CordialSim(AppServer):
         self.rate_limit = rate_limit
         self.default_per_page = default_per_page
         self._jobs: dict[str, Job] = {}
+        #: Every job started: ``(job id, wall time)``, in order (exactly-once checks).
+        self.starts: list[tuple[str, float]] = []
         self._counter = itertools.count(1)
         self._windows: dict[str, tuple[float, int]] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -545,6 +547,7 @@ class CordialSim(AppServer):
             faults=faults,
         )
         self._jobs[job.id] = job
+        self.starts.append((job.id, job.created_wall))
         return {"jobId": job.id}
 
     async def _job_answer(

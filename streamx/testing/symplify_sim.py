@@ -122,6 +122,8 @@ class SymplifySim(AppServer):
         self.failed_status = failed_status
         self._next_id = first_batch_id
         self._batches: dict[int, Batch] = {}
+        #: Every batch started: ``(batch id, wall time)``, in order (exactly-once checks).
+        self.starts: list[tuple[str, float]] = []
 
     @property
     def customer_id(self) -> str:
@@ -262,6 +264,7 @@ class SymplifySim(AppServer):
             key=f"result/{customer}/{batch_id}_result.json",
         )
         self._batches[batch_id] = batch
+        self.starts.append((str(batch_id), batch.start_wall))
         batch.task = asyncio.create_task(self._materialize(batch))
         return batch
 

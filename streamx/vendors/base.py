@@ -14,6 +14,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -248,6 +249,15 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int, *, strict: 
     if strict:
         raise MalformedResponseError(f"answer larger than {limit} bytes from {response.url.host}")
     return bytes(data[:limit])
+
+
+def path_segment(remote_id: str) -> str:
+    """``remote_id`` quoted as exactly one URL path segment.
+
+    Ids come from the vendor's answers; quoting them keeps an id such as ``../../x`` from
+    steering an authenticated request to another path of the vendor's host.
+    """
+    return quote(remote_id, safe="")
 
 
 def text_field(value: Any) -> str | None:

@@ -39,6 +39,7 @@ from streamx.vendors.base import (
     MalformedResponseError,
     ResultFile,
     count_field,
+    path_segment,
     text_field,
 )
 
@@ -177,7 +178,10 @@ class CordialClient:
 
     async def poll(self, remote_id: str) -> JobStatus:
         job = await self._api.json(
-            "GET", f"{self._root}/jobs/{remote_id}", subject="poll job", export_id=remote_id
+            "GET",
+            f"{self._root}/jobs/{path_segment(remote_id)}",
+            subject="poll job",
+            export_id=remote_id,
         )
         if not isinstance(job, dict) or not isinstance(job.get("status"), str):
             raise MalformedResponseError(
@@ -238,7 +242,7 @@ class _LandedOpener:
         self._name = name
 
     def __call__(self, options: CallOptions) -> AsyncIterator[bytes]:
-        return self._landing.open(self._name, 0)
+        return self._landing.open(self._name, 0, options)
 
 
 @dataclass(frozen=True)

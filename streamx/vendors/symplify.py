@@ -37,6 +37,7 @@ from streamx.vendors.base import (
     MalformedResponseError,
     ResultFile,
     count_field,
+    path_segment,
     text_field,
 )
 
@@ -182,7 +183,10 @@ class SymplifyClient:
 
     async def poll(self, remote_id: str) -> JobStatus:
         answer = await self._api.json(
-            "GET", self._url(f"batches/{remote_id}"), subject="poll batch", export_id=remote_id
+            "GET",
+            self._url(f"batches/{path_segment(remote_id)}"),
+            subject="poll batch",
+            export_id=remote_id,
         )
         if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
             raise MalformedResponseError(
@@ -212,7 +216,7 @@ class SymplifyClient:
         """A fresh presigned URL of the batch's result (fetched as text/plain)."""
         data = await self._api.request(
             "GET",
-            self._url(f"batches/{remote_id}/result/url"),
+            self._url(f"batches/{path_segment(remote_id)}/result/url"),
             subject="get result URL",
             accept="text/plain",
             export_id=remote_id,

@@ -14,10 +14,9 @@ import csv
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import orjson
-
 from streamx.exceptions import StreamxError
 from streamx.records import FIELDS
+from streamx.writers.jsonl import json_bytes
 
 _FIELD_SET = frozenset(FIELDS)
 _JSON_TYPES = (dict, list, tuple, bool)
@@ -69,5 +68,5 @@ def _row(record: Mapping[str, Any]) -> list[str | None]:
 
 def _cell(value: Any) -> str:
     if isinstance(value, _JSON_TYPES):
-        return orjson.dumps(value).decode("utf-8")
+        return json_bytes(value).decode("utf-8")
     return str(value)

@@ -36,13 +36,19 @@ class JsonLinesEncoder:
 
 
 def _dump_one(record: Mapping[str, Any]) -> bytes:
-    """Encode one record, falling back to the stdlib for what orjson refuses.
+    return json_bytes(record, option=_OPTIONS)
 
-    orjson rejects integers wider than 64 bits; they are valid JSON and a source file may hold one,
-    so the standard library writes them rather than failing the whole export.
+
+def json_bytes(value: Any, *, option: int = 0) -> bytes:
+    """``orjson.dumps(value)``, falling back to the stdlib for what orjson refuses.
+
+    orjson rejects integers wider than 64 bits and nesting deeper than 255 levels; both are valid
+    JSON a source file may hold (the parsers accept items up to 512 levels deep), so the standard
+    library writes them rather than failing the whole export.
     """
     try:
-        return orjson.dumps(record, option=_OPTIONS)
+        return orjson.dumps(value, option=option)
     except orjson.JSONEncodeError:
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-        return text.encode("utf-8") + b"\n"
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        newline = "\n" if option & orjson.OPT_APPEND_NEWLINE else ""
+        return (text + newline).encode("utf-8")

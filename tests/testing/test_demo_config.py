@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from streamx import Engine, load_config
+from streamx import Config, Engine, load_config
+from streamx.config import ExportSpec
 from streamx.testing.demo import CORDIAL_KEY_ENV, SYMPLIFY_TOKEN_ENV, demo_config
 from streamx.testing.harness import SimHarness
 from streamx.testing.seeded import SeededProvider
@@ -31,7 +34,7 @@ async def test_the_demo_configuration_publishes_every_export_exactly(
         assert info["symplify_token"] not in text and info["cordial_api_key"] not in text
         path = tmp_path / "streamx.toml"
         path.write_text(text)
-        config = load_config(path)
+        config = _pinned(load_config(path))
         async with Engine(config) as engine:
             results = await engine.run()
     assert [result.name for result in results] == [
@@ -48,3 +51,20 @@ async def test_the_demo_configuration_publishes_every_export_exactly(
     by_name = {result.name: result for result in results}
     assert by_name["cordial-activity"].files == 1  # 120 rows < records_per_file
     assert by_name["cordial-trends"].records > 0
+
+
+def _pinned(config: Config) -> Config:
+    """``days = N`` pinned to a fixed start/end, so the expected records are computed for the
+    very window the export asked for (``days`` is resolved against the clock when it starts)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def pin(spec: ExportSpec) -> ExportSpec:
+        if spec.days is None:
+            return spec
+        start = now - dt.timedelta(days=spec.days)
+        iso = "%Y-%m-%dT%H:%M:%SZ"
+        return dataclasses.replace(
+            spec, days=None, start=start.strftime(iso), end=now.strftime(iso)
+        )
+
+    return dataclasses.replace(config, exports=tuple(pin(spec) for spec in config.exports))

@@ -1,0 +1,176 @@
+"""The columnar fast path for one input file: decoded bytes in, published records out.
+
+It sits where :class:`~streamx.codecs.sniff.SniffingParser` sits in the row path and sniffs the
+same way. A CSV file is split by :class:`~streamx.columnar.csvlanes.CsvLanes`; blocks of whole
+records are parsed, normalized and encoded by :func:`~streamx.columnar.csvblock.encode_block`
+in a worker thread, everything else (header, malformed records, blocks with a bad row) goes
+through the pipeline's own row consumer. Any other format is handed back untouched.
+
+Two blocks are in flight at most: while block *n* is compressed and written (the publisher
+does that in a thread too), block *n + 1* is being encoded, so both cores work. Output order is
+input order, and a row is counted only once it has been written, so the pipeline's checkpoints
+and statistics see exactly what the row path would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Final
+
+from streamx.codecs.base import ParsedItem
+from streamx.codecs.csv import CsvParser
+from streamx.codecs.sniff import SNIFF_BYTES, sniff_format
+from streamx.columnar.csvlanes import BLOCK_BYTES, Block, CsvLanes, Step
+from streamx.columnar.plans import VectorPlan, vector_plan
+from streamx.normalize.base import ExportContext
+from streamx.publish import Publisher
+
+Consume = Callable[[list[ParsedItem]], Awaitable[None]]
+_UNSUPPORTED: Final = object()
+_MAX_RECORD: Final = 16 * 1024 * 1024  # CsvParser's default max_field_bytes
+#: Blocks being encoded or written at once (bounds memory: each is ~10 MB of work at most).
+IN_FLIGHT = 2
+
+
+class ColumnarIngest:
+    """Feed decoded bytes; :meth:`feed`/:meth:`finish` hand back bytes the path declines."""
+
+    def __init__(
+        self,
+        ctx: ExportContext,
+        publisher: Publisher,
+        stats: Any,
+        consume: Consume,
+        csv_options: Mapping[str, Any],
+    ) -> None:
+        self._ctx = ctx
+        self._publisher = publisher
+        self._stats = stats
+        self._consume = consume
+        self._csv_options = dict(csv_options)
+        self._held = bytearray()
+        self._lanes: CsvLanes | None = None
+        self._rejects: CsvParser | None = None
+        self._plan: VectorPlan | object | None = None
+        self._in_flight: deque[tuple[Block, asyncio.Task[Any]]] = deque()
+        self._encode: Any = None  # csvblock.encode_block, imported with pyarrow once CSV is seen
+
+    async def feed(self, data: bytes) -> bytes | None:
+        """Take ``data``; returns everything held when the file is not one this path serves."""
+        if self._lanes is None:
+            self._held += data
+            if len(self._held) < SNIFF_BYTES:
+                return None
+            return await self._choose()
+        await self._run(self._lanes.feed(data))
+        return None
+
+    async def finish(self) -> bytes | None:
+        """End of input: flush, wait for the last block; bytes if the file was declined."""
+        if self._lanes is None:
+            declined = await self._choose()
+            if declined is not None:
+                return declined
+        assert self._lanes is not None
+        try:
+            await self._run(self._lanes.flush())
+        except BaseException:
+            self._in_flight.clear()  # the file failed: its last blocks are not published
+            raise
+        await self._settle()
+        return None
+
+    async def _choose(self) -> bytes | None:
+        held, self._held = bytes(self._held), bytearray()
+        if sniff_format(held[:SNIFF_BYTES]) != "csv":
+            return held
+        self._stats.format = "csv"
+        from streamx.columnar.csvblock import encode_block  # pyarrow: only for files it serves
+        from streamx.columnar.kernels import use_lean_memory_pool
+
+        use_lean_memory_pool()
+        self._encode = encode_block
+        self._lanes = CsvLanes(
+            CsvParser(**self._csv_options),
+            delimiter=self._csv_options.get("delimiter", ","),
+            max_record_bytes=self._csv_options.get("max_field_bytes", _MAX_RECORD),
+            block_bytes=BLOCK_BYTES,
+        )
+        await self._run(self._lanes.feed(held))
+        return None
+
+    async def _run(self, steps: Iterator[Step]) -> None:
+        for step in steps:
+            if isinstance(step, Block):
+                await self._block(step)
+            else:
+                await self._settle()
+                await self._consume(step)
+
+    async def _block(self, block: Block) -> None:
+        plan = self._vector_plan()
+        if plan is None:
+            await self._settle()
+            await self._consume(self._reject(block))
+            return
+        assert self._lanes is not None and self._lanes.columns is not None
+        task = asyncio.create_task(
+            asyncio.to_thread(
+                self._encode,
+                block.data,
+                self._lanes.columns,
+                self._csv_options.get("delimiter", ","),
+                plan,
+                self._ctx,
+                self._publisher.format,
+            )
+        )
+        task.add_done_callback(_retrieve)
+        self._in_flight.append((block, task))
+        while len(self._in_flight) >= IN_FLIGHT:
+            await self._publish(*self._in_flight.popleft())
+
+    def _vector_plan(self) -> VectorPlan | None:
+        if self._plan is None:
+            assert self._lanes is not None and self._lanes.columns is not None
+            plan = vector_plan(self._ctx, tuple(self._lanes.columns))
+            self._plan = _UNSUPPORTED if plan is None else plan
+        return self._plan if isinstance(self._plan, VectorPlan) else None
+
+    async def _settle(self) -> None:
+        """Publish the blocks in flight (before anything that must come after them)."""
+        while self._in_flight:
+            await self._publish(*self._in_flight.popleft())
+
+    async def _publish(self, block: Block, task: asyncio.Task[Any]) -> None:
+        encoded = await task
+        if encoded is None:
+            await self._consume(self._reject(block))
+            return
+        if encoded.batch is not None:
+            await self._publisher.write_batch(encoded.batch, rows=encoded.rows)
+        else:
+            await self._publisher.write_encoded(encoded.data, encoded.ends, rows=encoded.rows)
+        stats = self._stats
+        stats.rows_read += encoded.rows
+        stats.rows_ok += encoded.rows
+        stats.records += encoded.rows
+
+    def _reject(self, block: Block) -> list[ParsedItem]:
+        """The row parser's items for a block (a dedicated, idle parser: the lanes' own one
+        may be further ahead in the file by now)."""
+        if self._rejects is None:
+            assert self._lanes is not None
+            self._rejects = CsvParser(**{**self._csv_options, "header": self._lanes.columns})
+        self._rejects.resume_at(block.line)
+        items = self._rejects.feed(block.data)
+        assert not self._rejects.pending, "the row parser disagrees on a record boundary"
+        return items
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a block's failure as seen when an earlier error ended the file first."""
+    if not task.cancelled():
+        task.exception()

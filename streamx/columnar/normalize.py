@@ -1,0 +1,140 @@
+"""A block of CSV rows (an Arrow table of strings) -> the parts of its records, column-wise.
+
+This is :func:`streamx.normalize.plan.interpret` and the per-stream rules around it, applied to
+whole columns. For CSV rows (every value a string, never null) the rules become:
+
+* a slot's value is its first non-empty column (empty means absent);
+* a slot with ``keep`` copies all its columns to ``attributes``, always (empty or not);
+* otherwise a non-empty column that lost to an earlier one goes to ``attributes``;
+* ``rest`` columns go to ``attributes`` always, first, in header order;
+* record_id: the id field's value, else BLAKE2b of the canonical row (computed by the row
+  path's own :func:`~streamx.normalize.record_id.row_hash`, only for rows lacking an id).
+
+The result keeps no Python object per row: :class:`Normalized` holds columns, constants and
+presence masks, which the encoders (:mod:`~streamx.columnar.jsontext`,
+:mod:`~streamx.columnar.csvtext`, :mod:`~streamx.columnar.arrowbatch`) turn into output.
+``None`` means some row would raise a RowError in the row path: the caller falls back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamx.columnar.kernels import STRING, first_non_empty, map_distinct, non_empty
+from streamx.columnar.plans import EVENT_TYPE, TIMESTAMP, VectorPlan, VectorSlot
+from streamx.columnar.timestamps import to_utc
+from streamx.normalize.base import ExportContext
+from streamx.normalize.cordial import event_type_of, is_soft_bounce
+from streamx.normalize.record_id import row_hash
+from streamx.records import FIELDS
+
+#: A named field's value: a string column (null = absent in that row) or one constant.
+Value = Any
+_HARD = pa.scalar("bounce_hard", STRING)
+_SOFT = pa.scalar("bounce_soft", STRING)
+
+
+@dataclass(slots=True)
+class Attribute:
+    """One ``attributes`` key: its column and in which rows it is present (``None``: all)."""
+
+    key: str
+    values: Any
+    present: Any = None
+
+
+@dataclass(slots=True)
+class Normalized:
+    """The records of one block, column-wise, in schema v1 order."""
+
+    rows: int
+    kind: str
+    record_id: Any
+    #: Named fields after record_id, in :data:`FIELDS` order.
+    named: list[tuple[str, Value]] = field(default_factory=list)
+    attributes: list[Attribute] = field(default_factory=list)
+
+
+def normalize(table: Any, plan: VectorPlan, ctx: ExportContext) -> Normalized | None:
+    """Apply ``plan`` to a table of string columns named by the CSV header."""
+    table = table.combine_chunks()
+    columns = {name: table.column(name).chunk(0) for name in table.column_names}
+    named: dict[str, Value] = {}
+    attributes = [Attribute(key, columns[key]) for key in plan.rest]
+    for slot in plan.slots:
+        value = _slot_value(slot, columns)
+        if value is None:
+            return None
+        named[slot.field] = value
+        attributes.extend(_slot_attributes(slot, columns))
+    if plan.bounce_keys and EVENT_TYPE in named:
+        named[EVENT_TYPE] = _soft_bounces(named[EVENT_TYPE], plan, columns)
+    if plan.event_type is not None:
+        named[EVENT_TYPE] = plan.event_type
+    raw_id = named.pop(plan.id_field, None) if plan.id_only else named.get(plan.id_field)
+    record_id = _record_ids(raw_id, table, ctx)
+    ordered = [
+        (name, named[name])
+        for name in FIELDS
+        if name in named and not _absent_everywhere(named[name])
+    ]
+    return Normalized(table.num_rows, plan.kind, record_id, ordered, attributes)
+
+
+def _slot_value(slot: VectorSlot, columns: dict[str, Any]) -> Value | None:
+    value = first_non_empty([columns[key] for key in slot.keys])
+    if slot.convert == TIMESTAMP:
+        return to_utc(value)
+    if slot.convert == EVENT_TYPE:
+        return map_distinct(value, _event_type)
+    return value
+
+
+def _event_type(action: str) -> str:
+    event_type = event_type_of(action)
+    assert event_type is not None  # a string action always has one
+    return event_type
+
+
+def _slot_attributes(slot: VectorSlot, columns: dict[str, Any]) -> list[Attribute]:
+    if slot.keep:
+        return [Attribute(key, columns[key]) for key in slot.keys]
+    out = []
+    taken = non_empty(columns[slot.keys[0]])
+    for key in slot.keys[1:]:
+        mine = non_empty(columns[key])
+        lost = pc.and_(mine, taken)
+        if lost.true_count:
+            out.append(Attribute(key, columns[key], lost))
+        taken = pc.or_(taken, mine)
+    return out
+
+
+def _soft_bounces(event_types: Value, plan: VectorPlan, columns: dict[str, Any]) -> Value:
+    """``bounce_hard`` rows whose first non-empty bounce type is soft become ``bounce_soft``."""
+    hard = pc.fill_null(pc.equal(event_types, _HARD), False)
+    if not hard.true_count:
+        return event_types
+    bounce = first_non_empty([columns[key] for key in plan.bounce_keys])
+    soft = pc.fill_null(map_distinct(bounce, is_soft_bounce, pa.bool_()), False)
+    return pc.if_else(pc.and_(hard, soft), _SOFT, event_types)
+
+
+def _record_ids(raw_id: Value | None, table: Any, ctx: ExportContext) -> Any:
+    """The id column, with a row hash wherever it is absent."""
+    rows = table.num_rows
+    if raw_id is None:
+        raw_id = pa.nulls(rows, STRING)
+    missing = raw_id.is_null()
+    if not missing.true_count:
+        return raw_id
+    hashes = [row_hash(ctx.stream, ctx.account, row) for row in table.filter(missing).to_pylist()]
+    return pc.replace_with_mask(raw_id, missing, pa.array(hashes, STRING))
+
+
+def _absent_everywhere(value: Value) -> bool:
+    return not isinstance(value, str) and value.null_count == len(value)
