@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
 import orjson
 
-from streamx.engine.export import EngineEvent, ExportResult
+from streamx.engine.export import EngineEvent
+from streamx.summary import human_bytes, summary_table
 
 REDRAW_INTERVAL = 0.2
 LOG_PROGRESS_INTERVAL = 10.0
@@ -201,40 +202,6 @@ def make_display(*, log_format: str = "text") -> ProgressDisplay:
     if sys.stdout.isatty():
         return ProgressDisplay(sys.stdout, live=True)
     return ProgressDisplay(sys.stderr, live=False, json_lines=log_format == "json")
-
-
-def summary_table(results: Sequence[ExportResult]) -> str:
-    """The final table: export, status, records, quarantined, files, bytes, seconds."""
-    header = (
-        f"{'EXPORT':<44} {'STATUS':<8} {'RECORDS':>10} {'QUARANT.':>8} {'FILES':>5} "
-        f"{'BYTES':>9} {'SECONDS':>8}"
-    )
-    lines = [header]
-    for result in results:
-        status = "skipped" if result.skipped else result.status
-        lines.append(
-            f"{_cut(result.name, 44):<44} {status:<8} {result.records:>10} "
-            f"{result.rows_quarantined:>8} {result.files:>5} {human_bytes(result.bytes_read):>9} "
-            f"{result.seconds:>8.1f}"
-        )
-    records = sum(result.records for result in results)
-    quarantined = sum(result.rows_quarantined for result in results)
-    read = sum(result.bytes_read for result in results)
-    lines.append(
-        f"{'TOTAL':<44} {'':<8} {records:>10} {quarantined:>8} "
-        f"{sum(r.files for r in results):>5} {human_bytes(read):>9}"
-    )
-    return "\n".join(lines)
-
-
-def human_bytes(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
 
 
 def _duration(seconds: float | None) -> str:

@@ -28,11 +28,11 @@ def summary_table(results: Sequence[ExportResult]) -> str:
 def _row(result: ExportResult) -> list[str]:
     return [
         result.name,
-        result.status,
+        "skipped" if result.skipped else result.status,
         f"{result.records:,}",
         f"{result.rows_quarantined:,}",
         f"{result.files:,}",
-        _size(result.bytes_read),
+        human_bytes(result.bytes_read),
         f"{result.seconds:.1f}",
     ]
 
@@ -45,7 +45,7 @@ def _total(results: Sequence[ExportResult]) -> list[str]:
         f"{sum(result.records for result in results):,}",
         f"{sum(result.rows_quarantined for result in results):,}",
         f"{sum(result.files for result in results):,}",
-        _size(sum(result.bytes_read for result in results)),
+        human_bytes(sum(result.bytes_read for result in results)),
         f"{max((result.seconds for result in results), default=0.0):.1f}",
     ]
 
@@ -58,11 +58,12 @@ def _line(row: list[str], widths: list[int]) -> str:
     return "  ".join(cells).rstrip()
 
 
-def _size(count: int) -> str:
-    """Bytes for people: ``950 B``, ``12.3 KiB``, ``4.0 MiB``."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+def human_bytes(value: float | None) -> str:
+    """Bytes for people: ``950 B``, ``12.3 KiB``, ``4.0 MiB`` (``-`` when unknown)."""
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{value:.1f} GiB"

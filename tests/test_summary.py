@@ -30,3 +30,9 @@ def test_rows_totals_and_alignment() -> None:
     assert total.startswith("total (2)")
     assert "1 done, 1 failed" in total and "1,234,567" in total and total.endswith("9.0")
     assert len({len(line) for line in lines[:2]}) == 1  # header and rule have the same width
+
+
+def test_skipped_exports_say_so() -> None:
+    skipped = _result("old", status="done", records=10, files=1)
+    skipped.skipped = True
+    assert summary_table([skipped]).splitlines()[2].split()[:2] == ["old", "skipped"]

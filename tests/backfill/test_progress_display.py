@@ -6,9 +6,9 @@ import io
 
 import orjson
 
-from streamx.config import ExportSpec
-from streamx.engine.export import EngineEvent, ExportResult
-from streamx.progress import ProgressDisplay, human_bytes, summary_table
+from streamx.engine.export import EngineEvent
+from streamx.progress import ProgressDisplay
+from streamx.summary import human_bytes
 from streamx.vendors.base import JobStatus
 
 MIB = 1024 * 1024
@@ -93,34 +93,7 @@ def test_json_lines_are_one_object_per_state_change() -> None:
     }
 
 
-def test_summary_table_has_a_line_per_export_and_totals() -> None:
-    spec = ExportSpec("opens", "sym", "opens", period="LAST_DAY")
-    done = ExportResult(
-        "opens",
-        spec,
-        "done",
-        records=1200,
-        rows_quarantined=3,
-        files=2,
-        bytes_read=3 * MIB,
-        seconds=4.25,
-    )
-    skipped = ExportResult("old", spec, "done", records=10, files=1, skipped=True)
-    failed = ExportResult("clicks", spec, "failed")
-    lines = summary_table([done, skipped, failed]).splitlines()
-    assert lines[0].split() == [
-        "EXPORT",
-        "STATUS",
-        "RECORDS",
-        "QUARANT.",
-        "FILES",
-        "BYTES",
-        "SECONDS",
-    ]
-    assert lines[1].split() == ["opens", "done", "1200", "3", "2", "3.0", "MiB", "4.2"]
-    assert lines[2].split()[:2] == ["old", "skipped"]
-    assert lines[3].split()[:3] == ["clicks", "failed", "0"]
-    assert lines[4].split() == ["TOTAL", "1210", "3", "3", "3.0", "MiB"]
+def test_human_bytes() -> None:
     assert [human_bytes(v) for v in (0, 1023, 1024, 5 * MIB)] == [
         "0 B",
         "1023 B",
