@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import importlib
 import os
 import platform
@@ -74,12 +73,15 @@ def update_section(name: str, markdown: str, *, path: Path = RESULTS) -> None:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Serialize read-modify-write of ``path`` across processes: benchmarks of different
-    engineers may finish at the same moment, and neither section may be lost. (The lock file
-    lives in the temp dir, out of the repository.)"""
-    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
-    with open(Path(tempfile.gettempdir()) / f"streamx-bench-{digest}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    engineers may finish at the same moment, and neither section may be lost. The lock is a
+    ``flock`` on the file's directory, so no lock file is left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _write(path: Path, text: str) -> None:

@@ -186,7 +186,8 @@ def parse_config(
     raw: Mapping[str, Any], *, base_dir: Path = Path("."), env: Mapping[str, str] | None = None
 ) -> Config:
     """Build a :class:`Config` from already-parsed TOML data (see :func:`load_config`)."""
-    _only(raw, {"engine", "output", "accounts", "exports", "state"}, "the configuration")
+    # [worker] belongs to `streamx worker` (streamx.worker.config); other commands ignore it.
+    _only(raw, {"engine", "output", "accounts", "exports", "state", "worker"}, "the configuration")
     secrets = Secrets(os.environ if env is None else env, base_dir)
     engine = _engine(_table(raw, "engine"), base_dir)
     output = _output(_table(raw, "output"), secrets, base_dir)

@@ -27,8 +27,11 @@ from streamx.publish import Publisher
 _MAGIC_BYTES = 2
 #: Decoded bytes parsed and normalized per step. One compressed read can inflate to many MB of
 #: text; parsing it at once would hold tens of thousands of row dicts. Slicing bounds memory by
-#: this size (times the per-row object overhead), not by the compression ratio.
-PARSE_SLICE = 256 * 1024
+#: this size (times the per-row object overhead), not by the compression ratio. It also bounds
+#: how long one step holds the event loop: the p99 loop lag while parsing was 103-105 ms at
+#: 128-256 KiB and 45 ms at 64 KiB on a loaded 2-core machine (target < 100 ms,
+#: benchmarks/bench_concurrency.py), for ~25% less row-path throughput.
+PARSE_SLICE = 64 * 1024
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from streamx.cli import backfill, convert, run, sim, status
+from streamx.cli import backfill, convert, run, sim, status, worker
 from streamx.exceptions import ConfigError, InputError, StreamxError
 
 EXIT_OK = 0
@@ -25,6 +25,7 @@ COMMANDS: dict[str, ModuleType] = {
     "sim": sim,
     "backfill": backfill,
     "status": status,
+    "worker": worker,
 }
 
 

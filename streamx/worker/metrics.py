@@ -169,6 +169,12 @@ class WorkerMetrics:
         self.bytes.inc(result.bytes_written)
         self.bytes_read.inc(result.bytes_read)
 
+    def abandon(self, export: str) -> None:
+        """The worker dropped ``export`` without a result (cancelled by a drain, or its lease
+        was lost to another worker): stop counting it as running, count nothing else."""
+        self._skipped.discard(export)
+        self._forget(export)
+
     def observe_lag(self, seconds: float) -> None:
         """One event-loop lag sample (the health monitor's callback)."""
         self.lag.set(seconds)

@@ -214,3 +214,20 @@ def test_the_operations_guide_documents_every_metric_with_its_type() -> None:
     families = text_string_to_metric_families(WorkerMetrics(FakeClock()).render().decode())
     actual = {f.name: f.type for f in families if not f.name.endswith("_created")}
     assert documented == actual
+
+
+def test_an_abandoned_export_stops_counting_as_running_and_adds_nothing() -> None:
+    metrics = WorkerMetrics(clock=FakeClock())
+    metrics.begin("a")
+    metrics.observe(EngineEvent("a", "started", remote_id="1"))
+    metrics.observe(EngineEvent("a", "transfer_start"))
+    assert metrics.value("streamx_exports", state="transferring") == 1
+    assert metrics.value("streamx_transfers_in_flight") == 1
+
+    metrics.abandon("a")  # cancelled by a drain, or its lease went to another worker
+    for state in EXPORT_STATES:
+        assert metrics.value("streamx_exports", state=state) == 0
+    assert metrics.value("streamx_transfers_in_flight") == 0
+    assert metrics.value("streamx_records_written_total") == 0
+    for status in ("done", "failed", "skipped"):
+        assert metrics.value("streamx_exports_finished_total", status=status) == 0
