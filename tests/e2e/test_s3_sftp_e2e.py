@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import sys
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ directory
 
-from fixtures.servers import SSHServerInfo, moto_config, moto_server, openssh_server
+from fixtures.servers import SSHServerInfo, moto_config
 
 from streamx.config import Config, ExportSpec, parse_config
 from streamx.engine.runner import ExportResult
@@ -40,28 +38,6 @@ SPECS = [
 ROWS = 400
 RECORDS_PER_FILE = 35  # 400 rows -> 12 chunk files per export
 ENGINE = dataclasses.asdict(FAST_ENGINE)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SSHServerInfo]:
-    with openssh_server() as server:
-        yield server
-
-
-@pytest.fixture
-def sftp_root(sshd: SSHServerInfo) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="e2e-", dir=sshd.root))
-    path.chmod(0o755)
-    shutil.chown(path, user=sshd.username)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest_asyncio.fixture

@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from streamx.testing.faults import (
 from streamx.testing.harness import ACTIVITY_END, ACTIVITY_START
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ directory
-from fixtures.servers import MOTO_KEYS, asyncssh_sftp_server, moto_server
+from fixtures.servers import MOTO_KEYS, asyncssh_sftp_server
 
 OPENS = ExportSpec("opens", "sym", "opens", period="LAST_DAY")
 ACTIVITY = ExportSpec("activity", "cor", "contact_activity", start=ACTIVITY_START, end=ACTIVITY_END)
@@ -279,13 +279,6 @@ async def test_a_transfer_stalling_on_every_connection_still_completes(net: Prox
 
 LANDED = secrets.token_bytes(300_000)
 SOURCE_POLICY = RetryPolicy(backoff=Backoff(0.01, 0.05), max_attempts=3)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 #: ``S3Config(max_attempts=1)``: botocore tries each request once (see

@@ -45,7 +45,7 @@ from streamx.testing.harness import ACTIVITY_END, ACTIVITY_START
 from streamx.vendors.cordial import basic_auth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ directory
-from fixtures.servers import asyncssh_sftp_server, moto_server
+from fixtures.servers import asyncssh_sftp_server
 
 OPENS = ExportSpec("opens", "sym", "opens", period="LAST_DAY")
 ACTIVITY = ExportSpec("activity", "cor", "contact_activity", start=ACTIVITY_START, end=ACTIVITY_END)
@@ -256,13 +256,6 @@ async def test_an_sftp_login_failure_leaks_no_password(
     assert results[0].error_type == "SinkError"
     assert "login refused" in (results[0].error or "")
     capture.assert_clean([*secrets_of(net), SFTP_WRONG_PASSWORD, sftp_server.password])
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Any:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.mark.asyncio

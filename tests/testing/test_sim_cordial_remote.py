@@ -6,7 +6,7 @@ import csv
 import gzip
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import asyncssh
 import boto3
 import pytest
 import pytest_asyncio
-from moto.server import ThreadedMotoServer
 from sim_helpers import poll_json
 
 from streamx.testing import CordialSim, ManualClock, StaticRows
@@ -25,15 +24,6 @@ ROWS = [{"cID": f"c{n}", "email": f"u{n}@example.com", "action": "open",
 WINDOW = {"selected_timeframe_start": "2019-03-24T00:00:00.000Z",
           "selected_timeframe_end": "2019-03-25T23:59:59.999Z"}  # fmt: skip
 KEYS = {"aws_access_key_id": "A1234567890", "aws_secret_access_key": "B1234567890"}
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

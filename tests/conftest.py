@@ -1,9 +1,14 @@
-"""Server fixtures for the S3 and SFTP source tests (wrapping tests/fixtures/servers.py)."""
+"""Shared server fixtures (moto S3, a real OpenSSH sshd) over tests/fixtures/servers.py.
+
+Session-scoped, so the whole suite starts one moto server and one sshd at most.
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -55,3 +60,13 @@ async def bucket(s3_client: Any) -> str:
 def sshd() -> Iterator[SSHServerInfo]:
     with openssh_server() as server:
         yield server
+
+
+@pytest.fixture
+def sftp_root(sshd: SSHServerInfo) -> Iterator[Path]:
+    """A fresh directory on the SSH server that its user owns (a landing zone's root)."""
+    path = Path(tempfile.mkdtemp(prefix="zone-", dir=sshd.root))
+    path.chmod(0o755)
+    shutil.chown(path, user=sshd.username)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
