@@ -15,7 +15,7 @@ import asyncio
 import importlib
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from streamx.config import LandingConfig
@@ -74,6 +74,37 @@ def retry_options(options: CallOptions | None) -> dict[str, Any]:
     if options is None:
         return {}
     return {"policy": options.policy, "clock": options.clock, "rng": options.rng}
+
+
+def check_relative(name: str) -> None:
+    """Refuse a vendor-listed or configured name that could leave the zone: absolute, with an
+    empty, ``.`` or ``..`` segment, a backslash or a NUL."""
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
+        raise PermanentError(f"refusing landing path {name!r}: not a relative path")
+    if not is_plain(name):
+        raise PermanentError(f"refusing landing path {name!r}: empty, '.' or '..' segment")
+
+
+def is_plain(name: str) -> bool:
+    """No empty, ``.`` or ``..`` segment, no backslash or NUL."""
+    if "\\" in name or "\x00" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def checked_options(
+    options: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], zone: str
+) -> dict[str, Any]:
+    """``options`` of a ``zone`` landing zone with unknown keys and wrong TOML types refused."""
+    unknown = sorted(set(options) - set(types))
+    if unknown:
+        raise ConfigError(f"{zone} landing zone: unknown key(s) {', '.join(unknown)}")
+    for key, value in options.items():
+        kinds = types[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            expected = " or ".join(kind.__name__ for kind in kinds)
+            raise ConfigError(f"{zone} landing zone: {key} must be {expected}, got {value!r}")
+    return dict(options)
 
 
 def chunk_order(name: str) -> tuple[Any, ...]:

@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from streamx.config import LandingConfig
 from streamx.exceptions import ConfigError, PermanentError
-from streamx.landing import CHUNK_SIZE, chunk_order, retry_options
+from streamx.landing import (
+    CHUNK_SIZE,
+    check_relative,
+    checked_options,
+    chunk_order,
+    is_plain,
+    retry_options,
+)
 from streamx.s3 import S3Config, open_client
 from streamx.sources.s3 import S3Source, list_objects
 
@@ -101,7 +108,7 @@ class S3LandingZone:
             )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        if self.prefix and not _plain(self.prefix):
+        if self.prefix and not is_plain(self.prefix):
             raise ConfigError(f"S3 landing zone: invalid prefix {prefix!r}")
         self.region: str = self._config.region
         self._writer_keys = (
@@ -204,7 +211,7 @@ class S3LandingZone:
 
     def _check(self, name: str) -> None:
         """Refuse a name that is not a plain relative key inside the zone's prefix."""
-        _check_segments(name)
+        check_relative(name)
         if self.prefix and not name.startswith(f"{self.prefix}/"):
             raise PermanentError(
                 f"refusing landing path {name!r}: it is outside the zone's prefix {self.prefix!r}"
@@ -223,31 +230,9 @@ class S3LandingZone:
             return self._client
 
 
-def _check_segments(name: str) -> None:
-    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
-        raise PermanentError(f"refusing landing path {name!r}: not a relative key")
-    if not _plain(name):
-        raise PermanentError(f"refusing landing path {name!r}: empty, '.' or '..' segment")
-
-
-def _plain(name: str) -> bool:
-    """No empty, ``.`` or ``..`` segment, no backslash or NUL."""
-    if "\\" in name or "\x00" in name:
-        return False
-    return all(part not in ("", ".", "..") for part in name.split("/"))
-
-
 def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with unknown keys and wrong TOML types refused."""
-    unknown = sorted(set(options) - set(OPTION_TYPES))
-    if unknown:
-        raise ConfigError(f"s3 landing zone: unknown key(s) {', '.join(unknown)}")
-    for key, value in options.items():
-        kinds = OPTION_TYPES[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            expected = " or ".join(kind.__name__ for kind in kinds)
-            raise ConfigError(f"s3 landing zone: {key} must be {expected}, got {value!r}")
-    return dict(options)
+    return checked_options(options, OPTION_TYPES, "s3")
 
 
 def _writer_keys(

@@ -30,7 +30,7 @@ import asyncssh
 
 from streamx.config import LandingConfig
 from streamx.exceptions import ConfigError, PermanentError
-from streamx.landing import chunk_order, retry_options
+from streamx.landing import check_relative, checked_options, chunk_order, is_plain, retry_options
 from streamx.sources.sftp import RemoteFile, SFTPLandingZone, SFTPSource
 from streamx.ssh import (
     SFTPFileError,
@@ -113,7 +113,7 @@ class SFTPZone:
         self.config = config
         self.root = root.rstrip("/") or ("/" if root.startswith("/") else "")
         self.prefix = prefix.strip("/")
-        if self.prefix and not _plain(self.prefix):
+        if self.prefix and not is_plain(self.prefix):
             raise ConfigError(f"SFTP landing zone: invalid prefix {prefix!r}")
         self.saved_key = saved_key
         self.cordial_host = cordial_host or config.host
@@ -248,7 +248,7 @@ class SFTPZone:
 
     def _check(self, name: str) -> None:
         """Refuse a name that is not a plain relative path inside the zone's prefix."""
-        _check_segments(name)
+        check_relative(name)
         if self.prefix and not name.startswith(f"{self.prefix}/"):
             raise PermanentError(
                 f"refusing landing path {name!r}: it is outside the zone's prefix {self.prefix!r}"
@@ -261,34 +261,13 @@ class SFTPZone:
             self._listed.popitem(last=False)
 
 
-def _check_segments(name: str) -> None:
-    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
-        raise PermanentError(f"refusing landing path {name!r}: not a relative path")
-    if not _plain(name):
-        raise PermanentError(f"refusing landing path {name!r}: empty, '.' or '..' segment")
-
-
-def _plain(name: str) -> bool:
-    """No empty, ``.`` or ``..`` segment, no backslash or NUL."""
-    if "\\" in name or "\x00" in name:
-        return False
-    return all(part not in ("", ".", "..") for part in name.split("/"))
-
-
 def _checked(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with unknown keys and wrong TOML types refused."""
-    unknown = sorted(set(options) - set(OPTION_TYPES))
-    if unknown:
-        raise ConfigError(f"sftp landing zone: unknown key(s) {', '.join(unknown)}")
-    for key, value in options.items():
-        kinds = OPTION_TYPES[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            expected = " or ".join(kind.__name__ for kind in kinds)
-            raise ConfigError(f"sftp landing zone: {key} must be {expected}, got {value!r}")
-    keys = options.get("client_keys", [])
+    checked = checked_options(options, OPTION_TYPES, "sftp")
+    keys = checked.get("client_keys", [])
     if not all(isinstance(item, str) and item for item in keys):
         raise ConfigError("sftp landing zone: client_keys must be a list of key file paths")
-    return dict(options)
+    return checked
 
 
 __all__ = ["OPTION_TYPES", "PINNED_LIMIT", "SFTPZone"]
