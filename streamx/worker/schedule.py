@@ -185,7 +185,10 @@ def _backwards(schedule: Schedule, now: datetime) -> Iterator[datetime]:
 def _daily_at(schedule: Schedule, day: date) -> datetime:
     """The local ``daily`` time on ``day`` as UTC; fold=0 resolves DST gaps and repeats."""
     assert schedule.daily is not None
-    local = datetime.combine(day, schedule.daily, tzinfo=schedule.timezone)
+    # The docstring's promise needs fold=0 whatever the configured time carries: with fold=1 a
+    # time inside a spring-forward gap resolves to *before* the gap (01:00 for 02:00).
+    at = schedule.daily.replace(fold=0)
+    local = datetime.combine(day, at, tzinfo=schedule.timezone)
     return local.astimezone(UTC)
 
 
