@@ -97,6 +97,8 @@ async def retry_failed(store: StateStore, rows: Sequence[ExportState], *, now: f
         changes: dict[str, object] = {"last_error": None}
         if row.remote_id is None or row.extra.get("error_type") == JOB_FAILED:
             changes.update(status="planned", remote_id=None, checkpoint=None)
+            if row.remote_id is not None:  # a job the vendor failed: never look it up again
+                changes["extra"] = {k: v for k, v in row.extra.items() if k != "job"}
         else:
             changes["status"] = "started"
         await store.update(row.key, changes, now=now)

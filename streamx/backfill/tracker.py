@@ -5,18 +5,22 @@ has a state store. The export's row moves ``planned -> started -> transferring -
 ``failed``), and every step that a killed process must not repeat is recorded *before* the
 next one begins:
 
-* before the vendor is asked to start a job, an intent (``extra.starting``, ``extra.starts``);
-  right after, the job's id (``remote_id``) and what the client needs to find its files again
-  (``extra.job``): a rerun polls that job instead of starting another;
+* before the vendor is asked to start a job, an intent (``extra.starting``, ``extra.starts``,
+  and for a named job its name and landing path in ``extra.job``); right after, the job's id
+  (``remote_id``) and what the client needs to find its files again (``extra.job``): a rerun
+  polls that job instead of starting another;
 * during the transfer, checkpoints (:mod:`streamx.backfill.checkpoint`) at most every
   ``checkpoint_seconds``, at a row boundary; a rerun resumes from the last one;
 * before the manifest is written, a *complete* checkpoint listing every part, so a kill during
   publishing is finished by the rerun without reading anything again;
 * after the manifest, ``done`` with its location: a rerun skips the export.
 
-The one gap no client can close: a kill after the vendor accepted the start request but before
-its answer was recorded leaves a job nobody will use (neither vendor offers an idempotency
-key). ``extra.starting`` stays set on such a row, so ``streamx status`` can say so.
+A kill after the vendor accepted the start request but before its answer was recorded: neither
+vendor offers an idempotency key, but a client with :class:`NamedJobs` (Cordial) has its job's
+name and landing path recorded in ``extra.job`` before the request, and a rerun looks the job
+up by that name and adopts it instead of starting another. Symplify has no such lookup: there
+the gap stays, the job is left unused, and ``extra.starting`` stays set on the row so
+``streamx status`` can say so.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from streamx.backfill.checkpoint import (
     Checkpoint,
@@ -79,35 +83,36 @@ def spec_from_record(record: Mapping[str, Any]) -> ExportSpec:
     return ExportSpec(**{key: value for key, value in record.items() if key in known})
 
 
+@runtime_checkable
+class NamedJobs(Protocol):
+    """A vendor client whose jobs carry a name streamx chooses (Cordial): the name can be
+    recorded before the start request and the job found by it afterwards, so a killed process
+    never starts a job twice."""
+
+    def plan_job(self) -> dict[str, str]: ...
+
+    async def start_job(self, spec: ExportSpec, stream: str, handle: Mapping[str, Any]) -> str: ...
+
+    async def find_job(self, name: str, stream: str | None = None) -> str | None: ...
+
+    def job_handle(self, remote_id: str) -> dict[str, str] | None: ...
+
+    def adopt_job(self, remote_id: str, handle: Mapping[str, Any]) -> None: ...
+
+
 def job_handle(client: VendorClient, remote_id: str) -> dict[str, str] | None:
     """What a client must know to find a started job's files again (Cordial: the job's name
-    and landing path), or None.
-
-    Stopgap: read from the Cordial client's private job table, until vendor clients offer
-    a public ``job_handle`` / ``adopt_job`` pair.
-    """
-    public = getattr(client, "job_handle", None)
-    if callable(public):
-        handle = public(remote_id)
-        return dict(handle) if handle else None
-    jobs = getattr(client, "_jobs", None)
-    if isinstance(jobs, dict) and remote_id in jobs:
-        name, path = jobs[remote_id]
-        return {"name": str(name), "path": str(path)}
-    return None
+    and landing path), or None (a client without named jobs needs nothing)."""
+    if not isinstance(client, NamedJobs):
+        return None
+    handle = client.job_handle(remote_id)
+    return dict(handle) if handle else None
 
 
 def adopt_job(client: VendorClient, remote_id: str, handle: Mapping[str, Any] | None) -> None:
     """Give ``client`` back the handle :func:`job_handle` recorded for ``remote_id``."""
-    if not handle:
-        return
-    public = getattr(client, "adopt_job", None)
-    if callable(public):
-        public(remote_id, handle)
-        return
-    jobs = getattr(client, "_jobs", None)
-    if isinstance(jobs, dict) and remote_id not in jobs:
-        jobs[remote_id] = (str(handle["name"]), str(handle["path"]))
+    if handle and isinstance(client, NamedJobs):
+        client.adopt_job(remote_id, handle)
 
 
 class ExportTracker:
@@ -161,11 +166,23 @@ class ExportTracker:
         value = self.extra.get("dt")
         return str(value) if value else None
 
-    async def starting(self) -> None:
-        """Record the intent to start a vendor job (see the module docstring)."""
+    @property
+    def planned_job(self) -> dict[str, str] | None:
+        """The handle of a named job a previous run was starting but never saw the id of
+        (it may exist at the vendor: look it up before starting it)."""
+        handle = self.extra.get("job")
+        if self.remote_id is not None or not isinstance(handle, dict) or not handle.get("name"):
+            return None
+        return {str(key): str(value) for key, value in handle.items()}
+
+    async def starting(self, handle: Mapping[str, Any] | None = None) -> None:
+        """Record the intent to start a vendor job, with the named job's ``handle`` when the
+        client has one (see the module docstring)."""
         extra = self.extra
         extra["starting"] = self._now()
         extra["starts"] = int(extra.get("starts", 0)) + 1
+        if handle:
+            extra["job"] = dict(handle)
         self.row = await self._update({"extra": extra})
 
     async def started(self, remote_id: str, handle: Mapping[str, Any] | None) -> None:
@@ -324,6 +341,7 @@ class ExportTracker:
 __all__ = [
     "DurableOptions",
     "ExportTracker",
+    "NamedJobs",
     "adopt_job",
     "job_handle",
     "spec_from_record",

@@ -14,10 +14,12 @@ upload on the way out, so nothing half-published becomes visible.
 
 With a state store (an :class:`~streamx.backfill.tracker.ExportTracker`), every step is recorded
 so that a killed process resumes instead of repeating: a known remote id is polled rather than
-started again (a job the vendor no longer knows is replaced), the transfer resumes from its last
-checkpoint (and a transient failure mid-transfer resumes from it too, instead of from byte 0),
-and an export already ``done`` is skipped. See :mod:`streamx.backfill.checkpoint` for why the
-resumed output equals a clean run's, record for record.
+started again (a job the vendor no longer knows is replaced; a named job whose id was never
+recorded is looked up by its name, :class:`~streamx.backfill.tracker.NamedJobs`), the transfer
+resumes from its last checkpoint (and a transient failure mid-transfer resumes from it too,
+instead of from byte 0), and an export already ``done`` is skipped. See
+:mod:`streamx.backfill.checkpoint` for why the resumed output equals a clean run's, record for
+record.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 from streamx.backfill.checkpoint import Checkpoint, consumed
-from streamx.backfill.tracker import ExportTracker, adopt_job, job_handle
+from streamx.backfill.tracker import ExportTracker, NamedJobs, adopt_job, job_handle
 from streamx.config import AccountConfig, Config, ExportSpec
 from streamx.engine.backoff import Backoff
 from streamx.engine.clock import Clock
@@ -241,6 +243,8 @@ class ExportRun:
                 self._emit("gone", f"{self.client.vendor} no longer knows {known}: starting anew")
                 await tracker.gone()
                 self.remote_id, self.resumed = None, False
+        if tracker is not None and isinstance(self.client, NamedJobs):
+            return await self._start_named(tracker, self.client)
         if tracker is not None:
             await tracker.starting()
         self.remote_id = await self._retry(lambda: self.client.start(self.spec, self.stream))
@@ -248,6 +252,36 @@ class ExportRun:
             await tracker.started(self.remote_id, job_handle(self.client, self.remote_id))
         self._emit("started", f"{self.client.vendor} id {self.remote_id}")
         return await self._wait(self.remote_id)
+
+    async def _start_named(self, tracker: ExportTracker, client: NamedJobs) -> JobStatus:
+        """Start a named job exactly once: its name is recorded before the POST; when a
+        previous run (or a retried POST) may already have reached the vendor, the job is
+        looked up by that name first and adopted if it exists."""
+        planned = tracker.planned_job
+        handle = planned or client.plan_job()
+        await tracker.starting(handle)
+        look_first = planned is not None
+
+        async def attempt() -> tuple[str, bool]:
+            nonlocal look_first
+            if look_first:
+                found = await client.find_job(handle["name"], self.stream)
+                if found is not None:
+                    return found, True
+            look_first = True  # this POST may reach the vendor even if its answer does not
+            return await client.start_job(self.spec, self.stream, handle), False
+
+        remote_id, adopted = await self._retry(attempt)
+        self.remote_id = remote_id
+        client.adopt_job(remote_id, handle)
+        await tracker.started(remote_id, handle)
+        vendor = self.client.vendor
+        if adopted:
+            self.resumed = True
+            self._emit("resumed", f"{vendor} id {remote_id} (found by its name)")
+        else:
+            self._emit("started", f"{vendor} id {remote_id}")
+        return await self._wait(remote_id)
 
     async def _record_failure(self, result: ExportResult) -> None:
         if self.tracker is None or self.tracker.row is None:

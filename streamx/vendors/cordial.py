@@ -13,6 +13,11 @@ zone, names the job ``streamx-<token>``, picks ``limitRecordsPerFile`` and ``com
 and after Done lists the sub-path and streams every chunk file in order. The job's own record
 count (``totalItems``) is handed to the engine, which refuses to publish when the rows read
 differ (a missing or truncated chunk).
+
+Because streamx names each job, a durable engine can start it exactly once: it records the
+name and path (:meth:`CordialClient.plan_job`) before the POST (:meth:`CordialClient.start_job`),
+and a process that died before it saw the job's id finds the job again by that name
+(:meth:`CordialClient.find_job`, ``GET jobs`` page by page) instead of starting another.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -59,6 +65,15 @@ RESERVED = frozenset(
 #: Streams whose request needs ``selected_timeframe_start`` / ``_end``.
 TIMEFRAME_STREAMS = frozenset({"cordial.contact_activity", "cordial.audience_trends"})
 DEFAULT_MAX_TRANSFERS = 2
+#: ``GET jobs`` ``jobName`` (the job type Cordial assigns) per export endpoint, where documented
+#: (audience trends jobs have no documented type: their lookup lists every job).
+JOB_TYPES: dict[str, str] = {
+    "contactactivityexport": "ExportEvents",
+    "contactexports": "ExportContacts",
+}
+#: Page size and page limit of a job lookup by name.
+FIND_PER_PAGE = 100
+FIND_MAX_PAGES = 200
 
 
 def basic_auth(api_key: str) -> str:
@@ -160,21 +175,8 @@ class CordialClient:
         return column_labels(spec)
 
     async def start(self, spec: ExportSpec, stream: str) -> str:
-        token = secrets.token_hex(8)  # fresh per attempt: a retried POST never shares a path
-        name, path = f"streamx-{token}", self.landing.job_path(token)
-        await self.landing.prepare(path)
-        body = self.request_body(spec, stream, name=name, path=path)
-        endpoint = STREAMS[stream].vendor_export
-        answer = await self._api.json(
-            "POST", f"{self._root}/{endpoint}", subject="start export", body=body
-        )
-        job_id = text_field(answer.get("jobId")) if isinstance(answer, dict) else None
-        if job_id is None:
-            raise MalformedResponseError(
-                f"start export: no jobId in the answer {answer!r:.200}", **self._api.ids()
-            )
-        self._jobs[job_id] = (name, path)
-        return job_id
+        # A fresh name per call: without a recorded handle, a retried POST never shares a path.
+        return await self.start_job(spec, stream, self.plan_job())
 
     async def poll(self, remote_id: str) -> JobStatus:
         job = await self._api.json(
@@ -221,6 +223,82 @@ class CordialClient:
 
     async def close(self) -> None:
         await self.landing.close()
+
+    # -- named jobs: what lets a durable engine start each job once ------------------------
+
+    def plan_job(self) -> dict[str, str]:
+        """A fresh job name and landing path (``{"name", "path"}``), to be recorded *before*
+        :meth:`start_job` sends the POST, so that a process killed before it saw the job's id
+        can still find the job by that name (:meth:`find_job`)."""
+        token = secrets.token_hex(8)
+        return {"name": f"streamx-{token}", "path": self.landing.job_path(token)}
+
+    async def start_job(self, spec: ExportSpec, stream: str, handle: Mapping[str, Any]) -> str:
+        """Start the export as the job ``handle`` names (see :meth:`plan_job`); its id."""
+        name, path = str(handle["name"]), str(handle["path"])
+        await self.landing.prepare(path)
+        body = self.request_body(spec, stream, name=name, path=path)
+        endpoint = STREAMS[stream].vendor_export
+        answer = await self._api.json(
+            "POST", f"{self._root}/{endpoint}", subject="start export", body=body
+        )
+        job_id = text_field(answer.get("jobId")) if isinstance(answer, dict) else None
+        if job_id is None:
+            raise MalformedResponseError(
+                f"start export: no jobId in the answer {answer!r:.200}", **self._api.ids()
+            )
+        self._jobs[job_id] = (name, path)
+        return job_id
+
+    async def find_job(self, name: str, stream: str | None = None) -> str | None:
+        """The id of the account's job named ``name`` (the request's ``name``, which Cordial
+        reports as ``metadata.name``), or None when Cordial has none.
+
+        ``GET jobs`` filters on ``jobName``, which is the job *type* Cordial assigns
+        (``ExportEvents``...), not the name streamx gave: the type narrows the listing when the
+        stream's is documented, and every page is read (newest first) until the name is found
+        or the listing ends.
+        """
+        query: dict[str, str] = {"per_page": str(FIND_PER_PAGE)}
+        job_type = JOB_TYPES.get(STREAMS[stream].vendor_export) if stream else None
+        if job_type is not None:
+            query["jobName"] = job_type
+        for page in range(1, FIND_MAX_PAGES + 1):
+            url = f"{self._root}/jobs?{urlencode({**query, 'page': str(page)})}"
+            jobs = await self._api.json("GET", url, subject="list jobs")
+            if not isinstance(jobs, list):
+                raise MalformedResponseError(
+                    f"list jobs: not a list of jobs: {jobs!r:.200}", **self._api.ids()
+                )
+            found = self._named(jobs, name)
+            if found is not None or len(jobs) < FIND_PER_PAGE:
+                return found
+        raise PermanentError(
+            f"list jobs: no end after {FIND_MAX_PAGES} pages looking for job {name}",
+            **self._api.ids(),
+        )
+
+    def _named(self, jobs: list[Any], name: str) -> str | None:
+        for job in jobs:
+            metadata = job.get("metadata") if isinstance(job, dict) else None
+            if not isinstance(metadata, dict) or metadata.get("name") != name:
+                continue
+            job_id = text_field(job.get("_id")) or text_field(job.get("id"))
+            if job_id is None:
+                raise MalformedResponseError(
+                    f"list jobs: job {name} has no id: {job!r:.200}", **self._api.ids()
+                )
+            return job_id
+        return None
+
+    def job_handle(self, remote_id: str) -> dict[str, str] | None:
+        """What a later process needs to find the files of job ``remote_id`` again."""
+        job = self._jobs.get(remote_id)
+        return None if job is None else {"name": job[0], "path": job[1]}
+
+    def adopt_job(self, remote_id: str, handle: Mapping[str, Any]) -> None:
+        """Take over job ``remote_id`` that another process started as ``handle``."""
+        self._jobs[remote_id] = (str(handle["name"]), str(handle["path"]))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -320,6 +398,9 @@ def timeframe(spec: ExportSpec, *, date_only: bool) -> dict[str, str]:
 
 __all__ = [
     "DEFAULT_MAX_TRANSFERS",
+    "FIND_MAX_PAGES",
+    "FIND_PER_PAGE",
+    "JOB_TYPES",
     "REGIONS",
     "RESERVED",
     "CordialClient",
