@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests/ directory
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests/ directory
 
 from fixtures.servers import (
     SSHServerInfo,

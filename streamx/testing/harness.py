@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from streamx.backfill.tracker import spec_from_record
 from streamx.config import (
     AccountConfig,
     Config,
@@ -32,8 +33,10 @@ from streamx.config import (
 )
 from streamx.engine.clock import SystemClock
 from streamx.engine.runner import Engine, ExportResult, OnEvent
+from streamx.manifest import Manifest
 from streamx.normalize.base import ExportContext
 from streamx.records import STREAMS
+from streamx.state.base import ExportState
 from streamx.testing.cordial_sim import CordialSim, CordialTimings
 from streamx.testing.faults import FaultPlan
 from streamx.testing.objectstore import ObjectStore
@@ -228,6 +231,23 @@ class SimHarness:
         assert len(published) == len(expected) == result.records
         assert published == expected
         assert result.rows_quarantined == 0
+
+    def assert_row_exact(self, config: Config, row: ExportState) -> int:
+        """The export a state-store ``row`` published (backfill, worker) holds exactly the
+        generator's records, and its manifest adds up; returns how many records."""
+        assert row.status == "done", f"{row.key}: {row.status} {row.last_error}"
+        assert row.manifest_location is not None and row.remote_id is not None
+        manifest = Manifest.from_json(Path(row.manifest_location).read_bytes())
+        spec = spec_from_record(row.spec)
+        resolve_stream(config, spec)
+        result = ExportResult(name=row.key, spec=spec, status="done", remote_id=row.remote_id)
+        expected = self.expected(result, config)
+        published = list(published_records(self.out, manifest))
+        assert len(published) == len(expected) == manifest.records, row.key
+        assert published == expected, row.key
+        assert manifest.rows_quarantined == 0
+        assert sum(part.records for part in manifest.parts) == manifest.records
+        return len(published)
 
     def visible_files(self) -> list[Path]:
         """Every non-hidden file under the output directory (what a reader could see)."""

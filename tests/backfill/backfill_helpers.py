@@ -10,13 +10,9 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from streamx.backfill.tracker import spec_from_record
-from streamx.config import Config, resolve_stream
-from streamx.engine.export import ExportResult
-from streamx.manifest import Manifest
+from streamx.config import Config
 from streamx.state.base import ExportState
 from streamx.testing.harness import SimHarness
-from streamx.testing.seeded import published_records
 
 CONFIG = """
 [engine]
@@ -115,21 +111,8 @@ def day(offset: int) -> str:
 
 
 def assert_row_exact(sims: SimHarness, config: Config, row: ExportState) -> int:
-    """The published export of ``row`` holds exactly the generator's records; returns how
-    many."""
-    assert row.status == "done", f"{row.key}: {row.status} {row.last_error}"
-    assert row.manifest_location is not None and row.remote_id is not None
-    manifest = Manifest.from_json(Path(row.manifest_location).read_bytes())
-    spec = spec_from_record(row.spec)
-    resolve_stream(config, spec)
-    result = ExportResult(name=row.key, spec=spec, status="done", remote_id=row.remote_id)
-    expected = sims.expected(result, config)
-    published = list(published_records(sims.out, manifest))
-    assert len(published) == len(expected) == manifest.records, row.key
-    assert published == expected, row.key
-    assert manifest.rows_quarantined == 0
-    assert sum(part.records for part in manifest.parts) == manifest.records
-    return len(published)
+    """See :meth:`SimHarness.assert_row_exact`."""
+    return sims.assert_row_exact(config, row)
 
 
 def starts(sims: SimHarness) -> list[tuple[str, float]]:

@@ -13,13 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from streamx.backfill.tracker import spec_from_record
-from streamx.config import Config, resolve_stream
-from streamx.engine.export import ExportResult
-from streamx.manifest import Manifest
+from streamx.config import Config
 from streamx.state.base import ExportState
 from streamx.testing.harness import ACTIVITY_END, ACTIVITY_START, SimHarness
-from streamx.testing.seeded import published_records
 
 CONFIG = """
 [engine]
@@ -168,20 +164,8 @@ async def wait_for_text(path: Path, pattern: str, *, timeout: float = 30.0) -> r
 
 
 def assert_row_exact(sims: SimHarness, config: Config, row: ExportState) -> int:
-    """The published export of ``row`` holds exactly the generator's records; returns how
-    many."""
-    assert row.status == "done", f"{row.key}: {row.status} {row.last_error}"
-    assert row.manifest_location is not None and row.remote_id is not None
-    manifest = Manifest.from_json(Path(row.manifest_location).read_bytes())
-    spec = spec_from_record(row.spec)
-    resolve_stream(config, spec)
-    result = ExportResult(name=row.key, spec=spec, status="done", remote_id=row.remote_id)
-    expected = sims.expected(result, config)
-    published = list(published_records(sims.out, manifest))
-    assert len(published) == len(expected) == manifest.records, row.key
-    assert published == expected, row.key
-    assert manifest.rows_quarantined == 0
-    return len(published)
+    """See :meth:`SimHarness.assert_row_exact`."""
+    return sims.assert_row_exact(config, row)
 
 
 def manifests(sims: SimHarness) -> list[Path]:
