@@ -47,7 +47,7 @@ FIGURES: dict[str, list[str]] = {
         rf"\| parsing-csv \| csv \| 256 KiB \| {LAG_ROW}",
         rf"\| parsing-64k \| jsonl \| 64 KiB \| {LAG_ROW}",
         rf"\| parsing-csv-64k \| csv \| 64 KiB \| {LAG_ROW}",
-        r"as shipped \(`PARSE_SLICE` 256 KiB\):\s+\*\*(met|NOT met)\*\*",
+        r"as shipped \(`PARSE_SLICE` \d+ KiB\):\s+\*\*(met|NOT met)\*\*",
     ],
     "download": [
         r"\| streamx HttpSource \| \d+ MB/s \|",
