@@ -405,8 +405,9 @@ def _lag_row(item: Scenario) -> str:
     figures = item.figures
     lag, held = figures["lag_parsing"], figures["cpu_parsing"]
     rate = figures["big_bytes"] / 1e6 / figures["big_seconds"] if figures["big_seconds"] else 0.0
+    slice_kib = (item.parse_slice or pipeline.PARSE_SLICE) // 1024
     return (
-        f"| {item.name} | {item.output} | {(item.parse_slice or 256 * 1024) // 1024} KiB | "
+        f"| {item.name} | {item.output} | {slice_kib} KiB | "
         f"{lag['n']:,} | {rate:.1f} | {lag['p50']:.1f} ms | "
         f"**{lag['p99']:.1f} ms** | {lag['max']:.0f} ms | {held['p99']:.1f} ms | "
         f"{held['max']:.0f} ms |"

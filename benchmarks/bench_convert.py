@@ -456,30 +456,47 @@ The columnar fast path serves CSV only (see below), so `streamx` here is the row
 
 
 NOTES = """\
-- **Row path (before this work):** 8.6 MB/s raw on gzipped CSV (2 GB in 234 s, see the memory
-  section). Profile: per row, the CSV regex validation + `csv.reader` (~35%), the plan interpreter
-  and record dicts (~35%), `orjson.dumps` (~10%), gzip (~10%).
-- **Columnar fast path (pyarrow):** CSV blocks (1 MiB of whole records) parsed by
-  `pyarrow.csv` as strings, normalized with Arrow compute kernels, encoded by
-  `binary_join_element_wise` into the exact bytes orjson would write. First version: 3.1 s for
-  200k rows (vs 6.6 s row path) but 318 MiB RSS.
-- **`null_handling="skip"` -> fill nulls + `emit_null`:** the join with skip is twice as slow
-  (1043 -> 523 ns/row on the record line).
-- **Lone-CR check:** `count(b"\\r") != count(b"\\r\\n")` -> one `re.search(rb"\\r(?!\\n)")`: 3.8 ->
-  1.2 ms per 2 MB block (row path too).
+Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developing.
+
+- **Row path, before this work:** 8.6 MB/s raw on gzipped CSV (2 GB in 234 s, memory section).
+  Per row: strict CSV validation (regex) + `csv.reader` ~35%, plan interpreter and record dicts
+  ~35%, `orjson.dumps` ~10%, gzip ~10%. Python per row caps it near 30k rows/s.
+- **Columnar fast path (pyarrow), CSV input:** blocks of whole records parsed by `pyarrow.csv`
+  (all columns strings), normalized with Arrow kernels (Python only per distinct value: event
+  types, bounce types, days; or for rows a kernel cannot decide exactly), encoded with
+  `binary_join_element_wise` into the bytes orjson would write. Anything not provably identical
+  goes through the row parser (header, malformed records, blocks with a bad row), so the
+  output is the row path's byte for byte (3000-example hypothesis fuzz, both paths). First
+  version 3.1 s (row path 6.6 s) at 318 MiB peak RSS.
+- **Joins:** `null_handling="skip"` costs twice `emit_null` (1043 -> 523 ns/row for the record
+  line): absent fields are now empty pieces. The join itself is ~20-30 ns per piece and row,
+  ~40 pieces per record: the largest single cost left.
+- **Typed scalars:** a bare Python value in a kernel call costs a type inference and a cast
+  each time (`greater(x, 0)` 75 us vs 13 us per 4000 rows); slices by bytes, not code units
+  (20 vs 61 ns/row).
+- **Lone-CR check (row path too):** comparing `count(b"\\r")` with `count(b"\\r\\n")` ->
+  one `re.search(rb"\\r(?!\\n)")`: 3.8 -> 1.2 ms per 2 MB.
+- **Block size / overlap:** 2 MiB blocks, two in flight (one being encoded while the previous
+  one is compressed and written, in threads): on 2M rows 20.5 s with 1 MiB blocks, 15.5-18.6 s
+  with 2 MiB (load ~3.5), no more memory. Three in flight gave the same for +15 MiB.
 - **Tried, dropped:** a `bytes.split(b'"')` quote validator instead of the row parser's regex
-  (exactly equivalent, but 5x slower: Python per quote); a `take`-based interleave instead of the
-  join (slower); RE2 (`match_substring_regex`) over whole buffers to find characters needing JSON
-  escapes (175 MB/s; `bytes` membership tests, memchr, are used instead).
+  (equivalent, 5x slower: Python per quote); a `take`-based interleave instead of the join
+  (as slow as the join alone); RE2 over whole buffers to find characters that need escaping
+  (175 MB/s: `bytes` membership tests, memchr, instead); RE2 over a whole timestamp column
+  (80 vs 184 ns/row, only when every value has the same length: not worth the special case).
 - **Memory:** pyarrow's mimalloc pool and glibc's growing mmap threshold kept freed block
-  buffers: 318 -> ~150 MiB with jemalloc (decay 0) for Arrow and `M_MMAP_THRESHOLD` pinned at
-  1 MiB. What remains is mostly fixed: importing pyarrow (+compute, csv) adds ~33 MiB of
-  libraries to the ~45 MiB `streamx` start-up, so the fast path cannot reach the 100 MiB target;
-  the row path (`STREAMX_FASTPATH=0`) stays under it. Memory is flat in the input size either way.
+  buffers: 318 -> ~155 MiB with jemalloc (decay 0) for Arrow and `M_MMAP_THRESHOLD` pinned at
+  1 MiB. What remains is mostly fixed: pyarrow (+compute, csv) adds ~33 MiB of libraries to the
+  ~45 MiB `streamx` start-up, and the kernels' working set is ~30 MiB per two blocks; Parquet
+  adds the writer's row-group buffers (~45 MiB at 8 MiB row groups). So the fast path does not
+  meet the 100 MiB target; the row path (`STREAMX_FASTPATH=0`) does. Both are flat in the input
+  size (the peak does not grow with it).
+- **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
+  publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
 - **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
   a missing key, loses each row's key order (the row path's attribute order follows it) and
-  re-formats numbers; a byte-exact columnar JSON path would need a verifying re-serialization
-  per row, costing what it saves. JSON lines stay on the (optimized) row path.
+  re-formats numbers, so a byte-exact result would need a verifying re-serialization per row.
+  The row path got the cheap fixes only (nested-URL lookup skips empty objects).
 """
 
 
