@@ -168,7 +168,11 @@ async def _until_done(session: aiohttp.ClientSession, port: int, count: int) -> 
         metrics = await scrape(session, port)
         # A result's counts are added when its task ends, just after the "done" event.
         finished = metrics.get("streamx_exports_finished_total{status=done}", 0) >= count
-        if finished and metrics.get("streamx_records_written_total", 0) >= count * ROWS:
+        written = metrics.get("streamx_records_written_total", 0) >= count * ROWS
+        # The lag probe samples every lag_interval (0.5 s); on a fast machine the exports
+        # can finish before its first sample, so wait for one rather than race it.
+        sampled = metrics.get("streamx_event_loop_lag_sample_seconds_count", 0) >= 1
+        if finished and written and sampled:
             return metrics
         await asyncio.sleep(0.05)
     raise AssertionError(f"exports never finished: {metrics}")
