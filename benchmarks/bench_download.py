@@ -7,8 +7,10 @@
    behind a presigned URL, from a child process (``--serve``) so the server does not share the
    client's event loop and GIL. This process reads it, alternating, with a raw aiohttp loop
    (the ceiling: ``iter_chunked(1 MiB)`` and ``iter_any()``, the faster one is the baseline) and
-   with :class:`streamx.sources.http.HttpSource` (1 MiB chunks, the engine's session), counting
-   bytes only. Target: HttpSource >= 80% of the raw read.
+   with :class:`streamx.sources.http.HttpSource` (chunks of 64 KiB to 1 MiB handed out as they
+   arrive, the engine's session), counting bytes and chunks only; ``readexactly(1 MiB)`` is
+   kept as the cost of exact 1 MiB chunks (HttpSource's earlier contract). Target: HttpSource
+   >= 80% of the raw read.
 2. **Flat memory.** A Symplify result (JSON array of opens, ``--engine-mb`` MB) served by the
    Symplify simulator in this process goes through ``streamx run`` (a child process: download,
    parse, normalize, gzip JSON lines to disk); its peak RSS is reported next to a 64 MiB run.
@@ -103,7 +105,7 @@ async def raw_any(url: str) -> AsyncIterator[bytes]:
 
 
 async def raw_exact(url: str) -> AsyncIterator[bytes]:
-    """aiohttp delivering what HttpSource promises: exact 1 MiB chunks (``readexactly``)."""
+    """aiohttp delivering exact 1 MiB chunks (``readexactly``): HttpSource's earlier contract."""
     async with (
         aiohttp.ClientSession(auto_decompress=False) as session,
         session.get(url) as response,
@@ -119,7 +121,7 @@ async def raw_exact(url: str) -> AsyncIterator[bytes]:
 
 
 async def streamx_source(url: str) -> AsyncIterator[bytes]:
-    """:class:`HttpSource` as the engine uses it (its session, 1 MiB chunks, resumable)."""
+    """:class:`HttpSource` as the engine uses it (its session, chunks <= 1 MiB, resumable)."""
 
     async def provider() -> str:
         return url
@@ -142,23 +144,30 @@ READERS: dict[str, Reader] = {
 
 @dataclass
 class Reads:
-    """One reader's rounds: MB/s and CPU seconds per GB of this (client) process."""
+    """One reader's rounds: MB/s, CPU seconds per GB of this (client) process, chunks read."""
 
     rates: list[float] = field(default_factory=list)
     cpu_per_gb: list[float] = field(default_factory=list)
+    chunks: list[int] = field(default_factory=list)
+
+    def mean_chunk_kib(self, size: int) -> float:
+        """Mean chunk size in KiB over the rounds (each round read ``size`` bytes)."""
+        return size * len(self.chunks) / sum(self.chunks) / 1024
 
 
 async def timed_read(reader: Reader, url: str, size: int, into: Reads) -> None:
     """Read the whole object once; checks the byte count."""
     cpu, started = time.process_time(), time.perf_counter()
-    received = 0
+    received = chunks = 0
     async for chunk in reader(url):
         received += len(chunk)
+        chunks += 1
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if received != size:
         raise RuntimeError(f"read {received} bytes of {size}")
     into.rates.append(size / MB / seconds)
     into.cpu_per_gb.append(cpu / (size / 1e9))
+    into.chunks.append(chunks)
 
 
 async def throughput(size: int, rounds: int, work: Path) -> dict[str, Reads]:
@@ -280,7 +289,13 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def section(size: int, reads: dict[str, Reads], runs: list[EngineRun], quick: bool) -> str:
+def section(
+    size: int,
+    reads: dict[str, Reads],
+    runs: list[EngineRun],
+    quick: bool,
+    loads: tuple[float, float],
+) -> str:
     best = {name: max(item.rates) for name, item in reads.items()}
     baseline = max((name for name in best if name.startswith("aiohttp")), key=best.__getitem__)
     ours, same_contract = "streamx HttpSource", "aiohttp readexactly(1 MiB)"
@@ -293,7 +308,7 @@ def section(size: int, reads: dict[str, Reads], runs: list[EngineRun], quick: bo
     rows = "\n".join(
         f"| {name} | {max(item.rates):.0f} MB/s | {_median(item.rates):.0f} MB/s | "
         f"{', '.join(f'{value:.0f}' for value in item.rates)} | "
-        f"{_median(item.cpu_per_gb):.2f} s |"
+        f"{_median(item.cpu_per_gb):.2f} s | {item.mean_chunk_kib(size):,.0f} KiB |"
         for name, item in reads.items()
     )
     engine_rows = "\n".join(
@@ -313,31 +328,37 @@ Command: `python -m benchmarks.bench_download{" --quick" if quick else ""}`.
 
 One {size / MB:,.0f} MB object in the simulator's object store (`streamx.testing.objectstore`,
 presigned URL, served from a child process), read {len(reads[ours].rates)} times by each
-reader in alternation in the benchmark process; bytes are counted, nothing else. CPU is the
-reading process's (`time.process_time()`), per GB read.
+reader in alternation in the benchmark process; bytes and chunks are counted, nothing else. CPU
+is the reading process's (`time.process_time()`), per GB read. 1-minute load average:
+{loads[0]:.1f} before these reads, {loads[1]:.1f} after (2 cores).
 
-| reader | best | median | every round (MB/s) | CPU per GB (median) |
-|---|---|---|---|---|
+| reader | best | median | every round (MB/s) | CPU per GB (median) | mean chunk |
+|---|---|---|---|---|---|
 {rows}
 
 `HttpSource` / best raw aiohttp reader ({baseline}): **{ratio:.0%}** best of rounds
 ({median_ratio:.0%} median to median). Target >= {TARGET_RATIO:.0%}: \
 **{"met" if met else "NOT met"}**.
 Per byte, `HttpSource` spends {1 / cpu_ratio:.2f}x the best raw reader's CPU. Against aiohttp
-giving the same contract (exact 1 MiB chunks, `readexactly`): **{contract_ratio:.0%}**. The gap to
-`iter_chunked`/`iter_any` is the exact chunk size: those hand out the socket's ~256 KiB reads
-as they are, while a 1 MiB chunk costs one more copy of every byte (joining the reads). When the
-client is the bottleneck (the server no longer is: see below) that copy is the difference; the
-chunk size itself is part of HttpSource's contract (its tests pin it) and keeps the pipeline's
-per-chunk work coarse, so it was kept.
+handing out exact 1 MiB chunks (`readexactly`, HttpSource's earlier contract):
+**{contract_ratio:.0%}**. The machine is shared with other engineers' tests and benchmarks: the
+readers alternate so each sees the same load, but single rounds vary a lot (see every round),
+and absolute figures are pessimistic when the load average is near or above the 2 cores.
 
-What was changed: the body's read timeout, and the object store's write size.
-(1) aiohttp's `sock_read` re-arms a timer on every packet (a `TimerHandle` created and
+What was changed: the chunk contract, the body's read timeout, and the object store's write
+size. (1) `HttpSource` used to hand out exact 1 MiB chunks by joining the socket's ~256 KiB
+reads: one more copy of every byte, and it reached 68% of the best raw reader (92% of
+`readexactly`). It now hands out what one read gives (at most 1 MiB, no join, no copy) and
+gathers only reads below 64 KiB (a trickling peer) up to that minimum, so a slow link still
+does not make tiny chunks; the mean chunk column shows what the pipeline gets per chunk.
+No consumer depends on a chunk size (codecs and parsers take any split; the format sniffer
+buffers its 64 KiB window itself).
+(2) aiohttp's `sock_read` re-arms a timer on every packet (a `TimerHandle` created and
 cancelled per ~256 KiB). `HttpSource` now keeps `sock_read` for the headers and guards body
 reads with its own watchdog: one timer per timeout period, and a clock read per read that has
 to wait. Same semantics (a read left without data for `read_timeout` fails and is resumed);
 about 15-20% less client CPU per GB in A/B runs here.
-(2) The simulator's object store now reads and writes 1 MiB per step instead of 256 KiB: each
+(3) The simulator's object store now reads and writes 1 MiB per step instead of 256 KiB: each
 write waits for the transport to drain, and those round trips capped loopback throughput at
 ~350 MB/s on a loaded machine (600-700 MB/s after the change, same server CPU per GB).
 
@@ -360,7 +381,9 @@ normalize rate; the download itself is not the bottleneck).
 """
 
 
-async def measure(args: argparse.Namespace) -> tuple[int, dict[str, Reads], list[EngineRun]]:
+async def measure(
+    args: argparse.Namespace,
+) -> tuple[int, dict[str, Reads], list[EngineRun], tuple[float, float]]:
     quick = args.quick
     size = int((args.mb or (QUICK_OBJECT_MB if quick else OBJECT_MB)) * MB)
     rounds = args.rounds or (QUICK_ROUNDS if quick else ROUNDS)
@@ -368,13 +391,15 @@ async def measure(args: argparse.Namespace) -> tuple[int, dict[str, Reads], list
     small = QUICK_SMALL_ENGINE_MB if quick else SMALL_ENGINE_MB
     work = Path(tempfile.mkdtemp(prefix="streamx-bench-download-"))
     try:
+        before = os.getloadavg()[0]
         reads = await throughput(size, rounds, work)
+        loads = (before, os.getloadavg()[0])
         for name, item in reads.items():
             print(f"{name}: {', '.join(f'{value:.0f}' for value in item.rates)} MB/s", flush=True)
         runs = [await engine_run(small, work), await engine_run(big, work)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return size, reads, runs
+    return size, reads, runs, loads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve is not None:
         asyncio.run(serve(args.serve, args.ready))
         return 0
-    size, reads, runs = asyncio.run(measure(args))
-    report.update_section("download", section(size, reads, runs, args.quick), path=args.results)
+    size, reads, runs, loads = asyncio.run(measure(args))
+    markdown = section(size, reads, runs, args.quick, loads)
+    report.update_section("download", markdown, path=args.results)
     return 0
 
 

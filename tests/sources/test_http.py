@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -37,7 +38,7 @@ from streamx.engine.errors import (
     UrlExpiredError,
 )
 from streamx.engine.retry import RetryPolicy
-from streamx.sources.http import HttpSource, make_session
+from streamx.sources.http import MIN_CHUNK_SIZE, HttpSource, make_session
 
 BODY = random.Random(20260301).randbytes(5 << 20)
 MIB = 1 << 20
@@ -247,13 +248,23 @@ async def fetch_expecting(
 # -- recoverable ---------------------------------------------------------------------------
 
 
+def assert_chunk_contract(sizes: list[int], chunk_size: int = MIB) -> None:
+    """One response's chunks: none empty, none above ``chunk_size``, and none below the minimum
+    except the body's last one."""
+    assert sizes and all(0 < size <= chunk_size for size in sizes), sizes
+    assert all(size >= min(chunk_size, MIN_CHUNK_SIZE) for size in sizes[:-1]), sizes
+
+
 @pytest.mark.asyncio
-async def test_clean_download_in_one_mib_chunks(server: ObjectServer) -> None:
+@pytest.mark.parametrize("chunk_size", [MIB, 100_000, 10_000])
+async def test_clean_download_in_bounded_chunks(server: ObjectServer, chunk_size: int) -> None:
     async with make_session() as session:
-        source, urls = make_source(server, session)
+        source, urls = make_source(server, session, chunk_size=chunk_size)
         got, sizes = await collect(source)
     assert got == BODY
-    assert sizes == [MIB] * 5
+    assert_chunk_contract(sizes, chunk_size)
+    if chunk_size <= MIN_CHUNK_SIZE:  # the minimum is the chunk size: gathered to exactly it
+        assert sizes[:-1] == [chunk_size] * (len(sizes) - 1)
     assert (source.offset, source.total, source.etag, source.resumes) == (
         len(BODY),
         len(BODY),
@@ -267,6 +278,50 @@ async def test_clean_download_in_one_mib_chunks(server: ObjectServer) -> None:
 
 
 @pytest.mark.asyncio
+async def test_trickling_server_still_yields_chunks_of_the_minimum() -> None:
+    """A peer sending 1 KiB at a time with pauses: every read is tiny, yet chunks are gathered
+    up to the minimum (not one chunk per packet), and the bytes are exact."""
+    body = random.Random(7).randbytes(3 * MIN_CHUNK_SIZE + 5_000)
+    piece = 1024
+    writes = 0
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        nonlocal writes
+        response = web.StreamResponse(headers={"Content-Length": str(len(body))})
+        await response.prepare(request)
+        for start in range(0, len(body), piece):
+            await response.write(body[start : start + piece])
+            writes += 1
+            if writes % 4 == 0:
+                await asyncio.sleep(0.002)  # let the client drain what arrived so far
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/result.json", trickle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+
+        async def url() -> str:
+            return f"http://127.0.0.1:{port}/result.json"
+
+        async with make_session() as session:
+            source = HttpSource(
+                session, url, name="trickle", policy=RetryPolicy(), clock=FakeClock()
+            )
+            got, sizes = await collect(source)
+    finally:
+        await runner.cleanup()
+    assert got == body
+    assert writes == -(-len(body) // piece)  # the server did trickle
+    assert_chunk_contract(sizes)  # so at most 4 chunks, not ~200 packet-sized ones
+
+
+@pytest.mark.asyncio
 async def test_resumes_after_drops_with_range_and_if_match(server: ObjectServer) -> None:
     cuts = [300_000, 1, 1_500_000, 2_000_000, 0, 123_457]
     server.faults = [Fault("drop", at=n) for n in cuts]
@@ -274,7 +329,7 @@ async def test_resumes_after_drops_with_range_and_if_match(server: ObjectServer)
         source, urls = make_source(server, session)
         got, sizes = await collect(source)
     assert got == BODY
-    assert all(size <= MIB for size in sizes)
+    assert all(0 < size <= MIB for size in sizes)
     assert source.resumes == len(cuts)
     assert urls.calls == 1
     offsets = [0]
