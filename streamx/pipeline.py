@@ -32,6 +32,10 @@ _MAGIC_BYTES = 2
 #: 128-256 KiB and 45 ms at 64 KiB on a loaded 2-core machine (target < 100 ms,
 #: benchmarks/bench_concurrency.py), for ~25% less row-path throughput.
 PARSE_SLICE = 64 * 1024
+#: Compressed bytes inflated per step. A 1 MiB read of gzip inflates to 3-10 MiB of text;
+#: inflating it in slices keeps that text (held by the parser or the columnar lanes while it
+#: is consumed) to about 1-3 MiB whatever size of chunks the source hands over.
+DECODE_SLICE = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -99,7 +103,11 @@ class _FileIngest:
             chunk, self._head = self._head, b""
             self._decoder = make_decoder(chunk)
             self.stats.compressed = isinstance(self._decoder, GzipDecoder)
-        await self._parse(self._decoder.feed(chunk))
+        if not self.stats.compressed or len(chunk) <= DECODE_SLICE:
+            await self._parse(self._decoder.feed(chunk))
+            return
+        for start in range(0, len(chunk), DECODE_SLICE):
+            await self._parse(self._decoder.feed(chunk[start : start + DECODE_SLICE]))
 
     async def _parse(self, decoded: bytes) -> None:
         if self._fast is not None:

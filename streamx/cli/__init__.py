@@ -7,44 +7,60 @@ exports failed), 2 bad usage or unusable input (the message names file and line 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
-from types import ModuleType
 
-from streamx.cli import backfill, convert, run, sim, status, worker
+from streamx.allocators import lean_process
 from streamx.exceptions import ConfigError, InputError, StreamxError
 
 EXIT_OK = 0
 EXIT_QUARANTINED = 1
 EXIT_USAGE = 2
 
-#: name -> module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS: dict[str, ModuleType] = {
-    "convert": convert,
-    "run": run,
-    "sim": sim,
-    "backfill": backfill,
-    "status": status,
-    "worker": worker,
+#: name -> module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Only the
+#: chosen command's module is imported: ``streamx convert`` should not load the simulators, the
+#: worker's metrics or the engine's network libraries (start-up time and resident memory).
+COMMANDS: dict[str, str] = {
+    "convert": "streamx.cli.convert",
+    "run": "streamx.cli.run",
+    "sim": "streamx.cli.sim",
+    "backfill": "streamx.cli.backfill",
+    "status": "streamx.cli.status",
+    "worker": "streamx.cli.worker",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: full for the command it names, names only for the others
+    (every command in full when ``argv`` names none, e.g. ``streamx --help``)."""
     parser = argparse.ArgumentParser(
         prog="streamx",
         description="Pull bulk exports from Symplify and Cordial into normalized records.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
+    for name, module_name in COMMANDS.items():
+        if chosen is not None and name != chosen:
+            sub.add_parser(name)
+            continue
+        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command_parser)
         command_parser.set_defaults(run=module.run)
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word not starting with "-"), if it is one."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamx`` console script and ``python -m streamx``."""
-    parser = build_parser()
+    lean_process()  # before any command imports pyarrow
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

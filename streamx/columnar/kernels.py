@@ -8,14 +8,14 @@ event types, bounce types, dates) or for the rare rows no kernel can decide exac
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from streamx.allocators import ARROW_POOL_ENV, pin_mmap_threshold
 
 STRING = pa.string()
 #: Typed scalars: a bare Python value costs a type inference and a cast on every kernel call
@@ -24,40 +24,15 @@ EMPTY = pa.scalar("", STRING)
 NULL = pa.scalar(None, STRING)
 
 
-_LEAN = False
-#: glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD``.
-_M_MMAP_THRESHOLD = -3
-
-
 def use_lean_memory_pool() -> None:
-    """Make freed block-sized buffers go back to the system at once (called once per process).
+    """Keep freed block buffers from piling up (see :mod:`streamx.allocators` for why).
 
-    Two allocators keep freed memory for reuse by default, which with one block after another
-    means tens of MB of resident memory the fast path no longer uses; streaming needs flat
-    memory more than the last percent of allocation speed:
-
-    * pyarrow's mimalloc pool: Arrow's default pool becomes jemalloc with decay 0 (only when the
-      user has not chosen one with ``ARROW_DEFAULT_MEMORY_POOL``);
-    * glibc malloc (Python's large ``bytes``, made in several threads): its mmap threshold,
-      which otherwise grows to 32 MB after the first large free, is pinned at 1 MiB
-      (``mallopt(M_MMAP_THRESHOLD)``, the same as ``MALLOC_MMAP_THRESHOLD_=1048576``), so
-      block-sized buffers are mapped and unmapped instead of staying in per-thread arenas.
-    """
-    global _LEAN
-    if _LEAN:
-        return
-    _LEAN = True
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(0)
-    except NotImplementedError:  # pragma: no cover - a pyarrow built without jemalloc
-        pool = pa.system_memory_pool()
-    pa.set_memory_pool(pool)
+    The command line has already chosen Arrow's system pool through the environment; in a
+    library user's process pyarrow is loaded by now, so only pyarrow's own default can change
+    (the user's choice in ``ARROW_DEFAULT_MEMORY_POOL`` is kept)."""
+    pin_mmap_threshold()
+    if not os.environ.get(ARROW_POOL_ENV):
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def used_bytes(array: Any) -> bytes:
