@@ -223,7 +223,7 @@ P = TypeVar("P")
 
 
 class PlanCache(Generic[P]):
-    """Plans by (stream, column labels, row keys), bounded so memory never grows with input.
+    """Plans by (source, stream, column labels, row keys), bounded so memory never grows.
 
     The last plan is checked first by identity (a CSV file hits it on every row); the dict behind
     it serves JSON rows whose key sets vary. Safe to share between threads: a race at worst builds
@@ -242,7 +242,7 @@ class PlanCache(Generic[P]):
         last_ctx, last_keys, last_plan = self._last
         if last_ctx is ctx and last_keys == keys and last_plan is not None:
             return last_plan
-        cache_key = (ctx.stream, tuple(sorted(ctx.column_labels.items())), keys)
+        cache_key = (ctx.source, ctx.stream, tuple(sorted(ctx.column_labels.items())), keys)
         plan = self._plans.get(cache_key)
         if plan is None:
             plan = self._build(ctx, keys)

@@ -295,3 +295,11 @@ def test_every_source_key_lands_somewhere(data: dict[str, Any], stream: str) -> 
     assert set(record["attributes"]) <= set(data)
     assert record["kind"] == STREAMS[stream].kind
     assert_schema_order(record)
+
+
+def test_a_plan_cached_for_one_source_is_not_served_to_another() -> None:
+    """The plan cache once keyed on the stream alone: a Cordial context naming a Symplify
+    stream got the plan a valid Symplify context had built, instead of a ConfigError."""
+    normalize_event(Row(1, {}), ctx_for("symplify.opens"))
+    with pytest.raises(ConfigError):
+        normalize_event(Row(1, {}), ExportContext("cordial", "symplify.opens", "a", "b"))
