@@ -6,6 +6,7 @@ Session-scoped, so the whole suite starts one moto server and one sshd at most.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests/ directory
 
@@ -28,6 +30,13 @@ from fixtures.servers import (
 )
 
 from streamx.s3 import S3Config, open_client
+
+# The suite (and so CI) runs Hypothesis derandomized: the same examples on every run, so a red
+# run is reproducible and a green one is not luck. New examples are explored on purpose with
+# STREAMX_HYPOTHESIS=explore (random seeds, as a developer would run it) and `scripts/fuzz`.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("STREAMX_HYPOTHESIS", "deterministic"))
 
 
 @pytest.fixture(scope="session")
