@@ -18,8 +18,8 @@ other column under ``attributes``), written as gzipped JSON lines, plain JSON li
 * ceilings: gunzip alone (isal), ``csv.reader`` alone over the decompressed CSV, and gunzip +
   ``orjson.loads`` of every line for the JSON lines input.
 
-Wall time includes each process's start-up (Python imports: about 1 s for ``streamx``, which
-pulls in its engine dependencies). Peak RSS is each streamx child's own ``VmHWM``.
+Wall time includes each process's start-up (``streamx convert`` imports only what it uses:
+about 0.2 s, plus ~0.3 s for pyarrow on the fast path). Peak RSS is each streamx child's own ``VmHWM``.
 """
 
 from __future__ import annotations
@@ -421,6 +421,21 @@ def _targets(csv: list[Result], dlt_note: str | None) -> str:
     return "\n".join(rows)
 
 
+def _jsonl_targets(jsonl: list[Result]) -> str:
+    """The same targets for the JSON lines input (its streamx runs are the row path)."""
+    ours = "streamx -> "
+    rows = ["| comparison (JSON lines input) | ratio (their time / ours) | target | |"]
+    rows.append("|---|---|---|---|")
+    rows.append(_ratio(jsonl, ours + "JSON lines .gz", "DuckDB -> JSON lines .gz", 1.0))
+    rows.append(_ratio(jsonl, ours + "JSON lines", "DuckDB -> JSON lines", 1.0))
+    rows.append(_ratio(jsonl, ours + "Parquet (zstd)", "DuckDB -> Parquet (snappy)", 1.0))
+    rows.append(_ratio(jsonl, ours + "JSON lines .gz", "ceiling: gunzip + orjson.loads per line",
+                       0.6))  # fmt: skip
+    if any(run.label == "dlt (jsonl)" for run in jsonl):
+        rows.append(_ratio(jsonl, ours + "JSON lines .gz", "dlt (jsonl)", 10.0))
+    return "\n".join(rows)
+
+
 def render(inputs: Inputs, csv: list[Result], jsonl: list[Result], dlt_note: str, quick: bool,
            load: tuple[float, float]) -> str:  # fmt: skip
     size = inputs.raw_mb()
@@ -432,8 +447,9 @@ def render(inputs: Inputs, csv: list[Result], jsonl: list[Result], dlt_note: str
 
 Command: `python -m benchmarks.bench_convert --rows {inputs.rows}`. Input: {inputs.rows:,}
 generated Cordial activity rows, {size:.0f} MB as CSV ({gz_mb:.0f} MB .gz), {jsonl_mb:.0f} MB as
-JSON lines .gz. Each run is a child process (start-up included; `streamx` imports take about
-1 s), run one after the other in this one run; peak RSS is the streamx child's own `VmHWM`.
+JSON lines .gz. Each run is a child process (start-up included: about 0.2 s for
+`streamx convert`, plus ~0.3 s for pyarrow on the fast path), run one after the other in this
+one run; peak RSS is the streamx child's own `VmHWM`.
 {dlt_note}. Load average before / after: {load[0]:.1f} / {load[1]:.1f} (2 cores, shared with
 other engineers' work: figures are pessimistic when it is well above 0).
 {report.quick_note(quick)}
@@ -448,6 +464,8 @@ other engineers' work: figures are pessimistic when it is well above 0).
 The columnar fast path serves CSV only (see below), so `streamx` here is the row path.
 
 {_table(jsonl, inputs, jsonl_size)}
+
+{_jsonl_targets(jsonl)}
 
 ### What was tried, and what each step gave
 
@@ -484,13 +502,22 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   (as slow as the join alone); RE2 over whole buffers to find characters that need escaping
   (175 MB/s: `bytes` membership tests, memchr, instead); RE2 over a whole timestamp column
   (80 vs 184 ns/row, only when every value has the same length: not worth the special case).
-- **Memory:** pyarrow's mimalloc pool and glibc's growing mmap threshold kept freed block
-  buffers: 318 -> ~155 MiB with jemalloc (decay 0) for Arrow and `M_MMAP_THRESHOLD` pinned at
-  1 MiB. What remains is mostly fixed: pyarrow (+compute, csv) adds ~33 MiB of libraries to the
-  ~45 MiB `streamx` start-up, and the kernels' working set is ~30 MiB per two blocks; Parquet
-  adds the writer's row-group buffers (~45 MiB at 8 MiB row groups). So the fast path does not
-  meet the 100 MiB target; the row path (`STREAMX_FASTPATH=0`) does. Both are flat in the input
-  size (the peak does not grow with it).
+- **Memory (first pass):** pyarrow's mimalloc pool and glibc's growing mmap threshold kept
+  freed block buffers: 318 -> ~155 MiB with jemalloc (decay 0) for Arrow and
+  `M_MMAP_THRESHOLD` pinned at 1 MiB.
+- **Memory (second pass), 258k rows to gzipped JSON lines, peak RSS:** 159 MiB ->
+  (a) `import streamx` and the CLI load only what the command uses (convert no longer imports
+  aiohttp, aioboto3/botocore, asyncssh, prometheus_client or the simulators: start-up 45 -> 27
+  MiB, 0.8 -> 0.2 s) -> (b) blocks are cut at `BLOCK_BYTES` whatever the decoder hands over
+  (they used to follow the decoded chunk: 3 MiB per 1 MiB of gzip, more for better-compressed
+  files) and are 512 KiB (1 MiB: +15 MiB, 2 MiB: +30 MiB, same CPU within ~5%) -> (c) gzip is
+  inflated in 256 KiB slices -> (d) Arrow's C++ default pool is the system allocator (the CSV
+  reader and the Parquet writer allocate from it and ignore `pyarrow.set_memory_pool`; only
+  `ARROW_DEFAULT_MEMORY_POOL`, set by the CLI before pyarrow loads, changes it) and the mmap
+  threshold is 256 KiB: **87 MiB**. Parquet: 199 -> 107 MiB; what is left there is fixed
+  (pyarrow + parquet libraries ~45 MiB, the writer's 8 MiB row groups and its encoders);
+  2 MiB row groups would give ~103 MiB for 4x as many row groups, so 8 MiB was kept.
+  The row path (`STREAMX_FASTPATH=0`) is at ~37 MiB.
 - **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
   publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
 - **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
