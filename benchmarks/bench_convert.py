@@ -19,7 +19,8 @@ other column under ``attributes``), written as gzipped JSON lines, plain JSON li
   ``orjson.loads`` of every line for the JSON lines input.
 
 Wall time includes each process's start-up (``streamx convert`` imports only what it uses:
-about 0.2 s, plus ~0.3 s for pyarrow on the fast path). Peak RSS is each streamx child's own ``VmHWM``.
+about 0.2 s, plus ~0.3 s for pyarrow on the fast path). Peak RSS is each streamx child's own
+``VmHWM``.
 """
 
 from __future__ import annotations
@@ -520,6 +521,15 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   (pyarrow + parquet libraries ~45 MiB, the writer's 8 MiB row groups and its encoders);
   2 MiB row groups would give ~103 MiB for 4x as many row groups, so 8 MiB was kept.
   The row path (`STREAMX_FASTPATH=0`) is at ~37 MiB.
+- **Scale (2M rows, this run) vs 400k rows (the previous run):** at 400k rows the fast path
+  beat DuckDB to plain JSON lines (1.24x) and to Parquet (1.38x), but DuckDB has a fixed cost of
+  a few seconds: at 2M rows it converts 190-230k rows/s on the 2 cores, the fast path ~105k
+  rows/s (0.54x, 0.41x: **not met**). The fast path uses ~1.1 cores (user CPU ~ wall time):
+  Arrow kernels release the GIL, but the Python glue between ~60 kernel calls per block does
+  not, so a second encoding thread (three or four blocks in flight) gains nothing measurable,
+  and larger blocks (2 MiB: 13.0 s instead of 17.4 s on this input) cost the memory target.
+  What would close it: fewer, larger kernel calls per block (one join per record instead of
+  per field group), or encoding blocks in a second process.
 - **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
   publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
 - **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
