@@ -525,11 +525,14 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   beat DuckDB to plain JSON lines (1.24x) and to Parquet (1.38x), but DuckDB has a fixed cost of
   a few seconds: at 2M rows it converts 190-230k rows/s on the 2 cores, the fast path ~105k
   rows/s (0.54x, 0.41x: **not met**). The fast path uses ~1.1 cores (user CPU ~ wall time):
-  Arrow kernels release the GIL, but the Python glue between ~60 kernel calls per block does
-  not, so a second encoding thread (three or four blocks in flight) gains nothing measurable,
-  and larger blocks (2 MiB: 13.0 s instead of 17.4 s on this input) cost the memory target.
-  What would close it: fewer, larger kernel calls per block (one join per record instead of
-  per field group), or encoding blocks in a second process.
+  encoding a block is ~5 us/row of Arrow kernels (GIL released), but blocks are encoded at
+  most two at a time and the rest is serial. Measured on a quiet machine, 2M rows to plain
+  JSON lines, two runs each: two blocks in flight 17.3-17.5 s / 86 MiB (shipped), three
+  16.1-16.5 s / 90 MiB, four 15.5-15.9 s / 93 MiB. A quarter of the CPU is system time:
+  block-sized buffers are mmapped and faulted in afresh (the price of the 256 KiB mmap
+  threshold; a 16 MiB `M_TOP_PAD` gives 13.8 s at 174 MiB). Larger blocks (2 MiB: 13.0 s)
+  cost the memory target too. What would close it: encoding blocks in a second process, or
+  reusing block buffers instead of allocating them per block.
 - **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
   publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
 - **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
