@@ -524,7 +524,7 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
 - **Scale (2M rows, this run) vs 400k rows (the previous run):** at 400k rows the fast path
   beat DuckDB to plain JSON lines (1.24x) and to Parquet (1.38x), but DuckDB has a fixed cost of
   a few seconds: at 2M rows it converts 190-230k rows/s on the 2 cores, the fast path ~105k
-  rows/s (0.54x, 0.41x: **not met**). The fast path uses ~1.1 cores (user CPU ~ wall time):
+  rows/s (0.54x, 0.41x: **not met**). The fast path keeps ~1.2 cores busy (21 s CPU, 17.4 s):
   encoding a block is ~5 us/row of Arrow kernels (GIL released), but blocks are encoded at
   most two at a time and the rest is serial. Measured on a quiet machine, 2M rows to plain
   JSON lines, two runs each: two blocks in flight 17.3-17.5 s / 86 MiB (shipped), three
