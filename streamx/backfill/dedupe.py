@@ -27,19 +27,16 @@ must not be dropped, so their scope is the export itself (only repeats within it
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from streamx.records import STREAMS
+from streamx.state.sqlite_thread import SQLiteThread, immediate
 
-T = TypeVar("T")
 RETENTION_SECONDS = 35 * 86400.0
 #: Ids looked up per query (below SQLite's bound-parameter limit).
 _SLICE = 500
@@ -74,16 +71,10 @@ class DedupeIndex:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._db = SQLiteThread("DedupeIndex", "streamx-dedupe")
 
     async def __aenter__(self) -> Self:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamx-dedupe")
-        try:
-            await self._call(self._open)
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
+        await self._db.open(self._open)
         return self
 
     async def __aexit__(
@@ -92,75 +83,58 @@ class DedupeIndex:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(executor, self._close)
-        finally:
-            executor.shutdown(wait=False)
+        await self._db.close()
 
     async def filter(
         self, scope: str, owner: str, pos: int, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """The records of one batch whose id is new (claimed now by ``owner`` at ``pos``)."""
-        return await self._call(self._filter, scope, owner, pos, records)
+        return await self._db.call(self._filter, scope, owner, pos, records)
 
     async def rollback(self, owner: str, pos: int) -> None:
         """Forget ``owner``'s entries claimed after position ``pos`` (resume from there)."""
-        await self._call(self._execute, "DELETE FROM seen WHERE owner = ? AND pos > ?", owner, pos)
+        await self._db.call(
+            self._execute, "DELETE FROM seen WHERE owner = ? AND pos > ?", owner, pos
+        )
 
     async def forget(self, owner: str) -> None:
         """Forget every entry of ``owner`` (its transfer starts over)."""
-        await self._call(self._execute, "DELETE FROM seen WHERE owner = ?", owner)
+        await self._db.call(self._execute, "DELETE FROM seen WHERE owner = ?", owner)
 
     async def seal(self, owner: str) -> None:
         """``owner`` is published: its ids now remove overlaps from other exports."""
-        await self._call(self._execute, "UPDATE seen SET done = 1 WHERE owner = ?", owner)
+        await self._db.call(self._execute, "UPDATE seen SET done = 1 WHERE owner = ?", owner)
 
     # -- the worker thread ----------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise RuntimeError("use the DedupeIndex inside 'async with'")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _open(self) -> None:
+    def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._conn = conn
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(
-            "DELETE FROM seen WHERE done = 1 AND at < ?", (time.time() - RETENTION_SECONDS,)
-        )
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "DELETE FROM seen WHERE done = 1 AND at < ?", (time.time() - RETENTION_SECONDS,)
+            )
+        except BaseException:
             conn.close()
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the dedupe index is closed")
-        return self._conn
+            raise
+        return conn
 
     def _execute(self, sql: str, *args: Any) -> None:
-        self._db().execute(sql, args)
+        self._db.connection().execute(sql, args)
 
     def _filter(
         self, scope: str, owner: str, pos: int, records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """One batch: look the ids up in slices, keep the new ones and claim them at once."""
-        conn, now = self._db(), time.time()
+        conn, now = self._db.connection(), time.time()
         ids = [record.get("record_id") for record in records]
         wanted = list({rid for rid in ids if isinstance(rid, str)})
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             known: dict[str, tuple[str, int]] = {}
             for start in range(0, len(wanted), _SLICE):
                 chunk = wanted[start : start + _SLICE]
@@ -177,10 +151,6 @@ class DedupeIndex:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(scope, record_id, owner, pos, now) for record_id in claimed],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return kept
 
 

@@ -21,12 +21,9 @@ records which ran. A database newer than this streamx is refused rather than mis
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -42,6 +39,7 @@ from streamx.state.base import (
     ExportStatus,
     LeaseLostError,
 )
+from streamx.state.sqlite_thread import SQLiteThread, immediate
 
 T = TypeVar("T")
 # Aliases: inside SQLiteStore the name ``list`` is the contract's method.
@@ -99,22 +97,16 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._thread: int | None = None
+        self._db = SQLiteThread("SQLiteStore", "streamx-sqlite")
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
     async def __aenter__(self) -> Self:
-        if self._executor is not None:
-            raise RuntimeError("SQLiteStore is already open")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamx-sqlite")
         try:
-            await self._call(self._open)
-        except BaseException:
-            await self._shutdown()
-            raise
+            await self._db.open(self._open)
+        except sqlite3.OperationalError as exc:
+            raise TransientError(f"state store {self.path}: {exc}") from exc
         return self
 
     async def __aexit__(
@@ -123,7 +115,7 @@ class SQLiteStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._shutdown()
+        await self._db.close()
 
     async def schema_version(self) -> int:
         """The migration version the database is at."""
@@ -178,36 +170,21 @@ class SQLiteStore:
     # -- the worker thread ----------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise RuntimeError("use the SQLiteStore inside 'async with'")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await self._db.call(fn, *args)
         except sqlite3.OperationalError as exc:  # locked too long, disk full, I/O error
             raise TransientError(f"state store {self.path}: {exc}") from exc
 
-    async def _shutdown(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(executor, self._close)
-        finally:
-            executor.shutdown(wait=False)
-
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._thread != threading.get_ident():
-            raise RuntimeError("SQLiteStore connection used outside its thread")
-        return self._conn
+        return self._db.connection()
 
-    def _open(self) -> None:
+    def _open(self) -> sqlite3.Connection:
+        """Open, configure and migrate the database (on the store's thread)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except (OSError, sqlite3.Error) as exc:
             raise PermanentError(f"cannot open the state store {self.path}: {exc}") from exc
-        self._conn, self._thread = conn, threading.get_ident()
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -216,19 +193,15 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous = FULL")
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
-            self._close()
+            conn.close()
             raise PermanentError(f"state store {self.path} is not usable: {exc}") from exc
         except BaseException:
-            self._close()
-            raise
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
             conn.close()
+            raise
+        return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        with _immediate(conn):
+        with immediate(conn):
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, "
@@ -255,7 +228,7 @@ class SQLiteStore:
     def _add(self, values: _Values) -> int:
         conn = self._connection()
         inserted = 0
-        with _immediate(conn):
+        with immediate(conn):
             for value in values:
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO exports (key, spec, status, remote_id, attempts, "
@@ -291,7 +264,7 @@ class SQLiteStore:
         self, key: str, assignments: _Assignments, now: float, owner: str | None
     ) -> ExportState:
         conn = self._connection()
-        with _immediate(conn):
+        with immediate(conn):
             row = conn.execute(
                 "SELECT lease_owner, lease_expires FROM exports WHERE key = ?", (key,)
             ).fetchone()
@@ -310,7 +283,7 @@ class SQLiteStore:
     def _claim(self, owner: str, now: float, expires: float, limit: int, statuses: _Keys) -> _Rows:
         conn = self._connection()
         marks = ", ".join("?" for _ in statuses)
-        with _immediate(conn):
+        with immediate(conn):
             keys = [
                 row[0]
                 for row in conn.execute(
@@ -332,7 +305,7 @@ class SQLiteStore:
     def _renew(self, owner: str, keys: _Keys, now: float, expires: float) -> set[str]:
         conn = self._connection()
         held: set[str] = set()
-        with _immediate(conn):
+        with immediate(conn):
             for chunk in _chunks(keys):
                 marks = ", ".join("?" for _ in chunk)
                 rows = conn.execute(
@@ -352,7 +325,7 @@ class SQLiteStore:
 
     def _release(self, owner: str, keys: _Keys) -> None:
         conn = self._connection()
-        with _immediate(conn):
+        with immediate(conn):
             for chunk in _chunks(keys):
                 conn.execute(
                     "UPDATE exports SET lease_owner = NULL, lease_expires = NULL "
@@ -365,24 +338,6 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in keys)
         rows = conn.execute(f"SELECT {_COLUMNS} FROM exports WHERE key IN ({marks})", keys)
         return [_to_state(row) for row in rows.fetchall()]
-
-
-class _immediate:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:
