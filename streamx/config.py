@@ -172,14 +172,20 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     """Read and check a TOML configuration; secrets come from ``env`` (default ``os.environ``)
     or from files named relative to the configuration file."""
     source = Path(path)
+    raw = read_toml(source)
+    return parse_config(raw, base_dir=source.parent, env=os.environ if env is None else env)
+
+
+def read_toml(source: Path) -> dict[str, Any]:
+    """The TOML table in ``source``; a :class:`ConfigError` naming the file when it cannot be
+    read or parsed (shared by every command that reads a configuration)."""
     try:
         with source.open("rb") as handle:
-            raw = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {source}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration {source} is not valid TOML: {exc}") from exc
-    return parse_config(raw, base_dir=source.parent, env=os.environ if env is None else env)
 
 
 def parse_config(
@@ -437,5 +443,6 @@ __all__ = [
     "check_config",
     "load_config",
     "parse_config",
+    "read_toml",
     "resolve_stream",
 ]

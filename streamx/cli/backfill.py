@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ import orjson
 
 from streamx.backfill.plan import Plan, parse_moment, parse_window, plan_backfill
 from streamx.backfill.runner import BackfillReport, BackfillRunner
+from streamx.cli.logs import configure_command_logging
 from streamx.config import Config, load_config
 from streamx.engine.export import ExportResult
 from streamx.progress import make_display, summary_table
@@ -54,11 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_command_logging(args.verbose)
     config = load_config(args.config)
     plan = plan_backfill(
         config,

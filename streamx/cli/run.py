@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
-import sys
 from collections.abc import Sequence
 
 import orjson
 
+from streamx.cli.logs import configure_command_logging
 from streamx.config import Config, ExportSpec, load_config
 from streamx.engine.runner import Engine, ExportResult
 from streamx.exceptions import ConfigError
@@ -37,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_command_logging(args.verbose)
     config = load_config(args.config)
     if args.out:
         config = dataclasses.replace(

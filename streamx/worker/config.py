@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from streamx.config import Config, parse_config
+from streamx.config import Config, parse_config, read_toml
 from streamx.exceptions import ConfigError
 from streamx.worker.logs import LOG_FORMATS
 from streamx.worker.schedule import Schedule, parse_daily, parse_every
@@ -77,13 +76,7 @@ def load_worker_config(
 ) -> tuple[Config, WorkerConfig]:
     """Read ``path``: the engine configuration and its ``[worker]`` table."""
     source = Path(path)
-    try:
-        with source.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration {source}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration {source} is not valid TOML: {exc}") from exc
+    raw = read_toml(source)
     worker = raw.pop("worker", {})
     config = parse_config(raw, base_dir=source.parent, env=os.environ if env is None else env)
     return config, parse_worker(worker, config)
