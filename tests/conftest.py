@@ -39,6 +39,14 @@ settings.register_profile("explore", print_blob=True)
 settings.load_profile(os.environ.get("STREAMX_HYPOTHESIS", "deterministic"))
 
 
+@pytest.fixture(autouse=True)
+def _quiet_servers() -> None:
+    """The simulators' aiohttp servers log every connection a test resets or drops on purpose
+    (tracebacks included); that noise would bury a real failure's output."""
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -3,7 +3,6 @@ dry runs, a second run that does only what is missing, failures and --retry-fail
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,11 +18,6 @@ from streamx.testing import Faults
 from streamx.testing.faults import ROUTE_CORDIAL_EXPORT
 from streamx.testing.harness import SimHarness
 from streamx.testing.seeded import SeededProvider
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

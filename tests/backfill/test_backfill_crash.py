@@ -17,7 +17,6 @@ per export is explained by a kill within that window, and that no such job was e
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import signal
 import time
@@ -62,12 +61,6 @@ async def _kill_moment(proc: asyncio.subprocess.Process, log: Path, rng: random.
             continue
     delay = rng.uniform(0.0, 0.12) if rng.random() < 0.25 else rng.uniform(0.0, WORK_S)
     await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=delay)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

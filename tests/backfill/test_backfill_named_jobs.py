@@ -8,7 +8,6 @@ vendor), and the row is left as a process killed before the answer would leave i
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,6 @@ from streamx.vendors.registry import make_client
 
 ACTIVITY = ExportSpec("activity", "cor", "contact_activity", start=ACTIVITY_START, end=ACTIVITY_END)
 STREAM = "cordial.contact_activity"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,11 +76,6 @@ class ManifestGate(LocalSink):
             self.reached.set()
             await asyncio.Event().wait()
         return await super().open(relpath)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

@@ -8,7 +8,6 @@ error after a bounded number of retries and publishes nothing.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -35,11 +34,6 @@ from streamx.vendors.symplify import EXPORT_TYPES, PERIODS
 MIB = 1 << 20
 OPENS = ExportSpec("opens", "sym", "opens", period="LAST_DAY")
 ACTIVITY = ExportSpec("activity", "cor", "contact_activity", start=ACTIVITY_START, end=ACTIVITY_END)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import subprocess
 import sys
 from collections import defaultdict
@@ -27,11 +26,6 @@ from streamx.vendors.base import JobFailedError
 CUSTOMERS = ("5004", "6001", "6002", "6003")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 README = DOCS.parents[1] / "README.md"
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

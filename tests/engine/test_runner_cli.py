@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -57,11 +56,6 @@ stream = "contact_activity"
 start = "2026-10-31T00:00:00Z"
 end = "2026-11-01T00:00:00Z"
 """
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import logging
 import os
 import tracemalloc
 import zlib
@@ -52,11 +51,6 @@ from streamx.testing.seeded import SeededProvider
 
 MIB = 1 << 20
 CTX = ExportContext("symplify", "symplify.opens", "acct", "101")
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 class Counted:

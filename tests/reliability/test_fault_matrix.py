@@ -71,8 +71,7 @@ AIOHTTP_RESEND = 2
 
 
 @pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+def _quiet_ssh() -> None:
     logging.getLogger("asyncssh").setLevel(logging.CRITICAL)
 
 

@@ -55,11 +55,6 @@ S3_SECRET = "s3-secret-access-key-9d41e7a2"
 SFTP_WRONG_PASSWORD = "wrong-sftp-password-c5e1"
 
 
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-
-
 @pytest_asyncio.fixture
 async def net(tmp_path: Path) -> AsyncIterator[ProxiedSims]:
     async with proxied_sims(tmp_path, rows=200) as running:

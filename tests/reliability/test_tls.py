@@ -53,8 +53,7 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+def _quiet_handshakes() -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # refused handshakes are logged
 
 

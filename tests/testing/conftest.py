@@ -24,7 +24,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    """aiohttp logs every deliberately reset connection; moto logs every request."""
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+def _quiet_moto() -> None:
+    """moto logs every request (aiohttp's servers are quieted in tests/conftest.py)."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

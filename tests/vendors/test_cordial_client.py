@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import logging
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,11 +40,6 @@ TRENDS = ExportSpec(
     "t", "acme", "audience_trends", start="2026-10-25", end="2026-10-27",
     options={"audiences": ["vip_members"]},
 )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

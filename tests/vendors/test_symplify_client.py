@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -39,11 +38,6 @@ class RecordingRows(StaticRows):
     ) -> Iterator[dict[str, Any]]:
         self.calls[batch_id] = (export_type, period)
         return super().symplify_rows(customer_id, export_type, period, batch_id)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import signal
 import sys
 import time
@@ -47,12 +46,6 @@ EXPORTS = ("opens", "clicks", "activity")
 LEASE_S = 3.0
 #: A start cut off by the kill reached the vendor at most this long before it.
 START_WINDOW_S = 2.0
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ Prometheus exposition from a private registry."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,11 +24,6 @@ from streamx.vendors.base import JobStatus
 from streamx.worker.metrics import EXPORT_STATES, RETRY_REASONS, WorkerMetrics, retry_reason
 
 IDS = {"vendor": "symplify", "account": "reconnect-timeout", "export_id": "77"}
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,6 @@ from streamx.worker.config import load_worker_config
 from streamx.worker.main import Worker
 from streamx.worker.schedule import Occurrence
 from streamx.worker.specs import occurrence_row, occurrence_spec
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture

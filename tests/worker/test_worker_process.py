@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,12 +34,6 @@ from streamx.testing.seeded import SeededProvider
 from streamx.worker.schedule import occurrence_key
 
 ROWS = 600
-
-
-@pytest.fixture(autouse=True)
-def _quiet_servers() -> None:
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL)
 
 
 @pytest_asyncio.fixture
