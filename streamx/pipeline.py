@@ -145,6 +145,16 @@ class _FileIngest:
         )
         return self.stats
 
+    async def settle(self) -> None:
+        """Wait for the fast path's background writes: every row counted is now written."""
+        if self._fast is not None:
+            await self._fast.settle()
+
+    async def abandon(self) -> None:
+        """The file failed: stop the fast path's pending writes before the error leaves."""
+        if self._fast is not None:
+            await self._fast.abandon()
+
     async def _consume(self, items: list[ParsedItem]) -> None:
         if self._skip and items:
             take = min(self._skip, len(items))
@@ -208,11 +218,22 @@ async def ingest_file(
         name, ctx, normalizer, publisher, parser_options or {}, skip_rows, record_filter
     )
     try:
+        return await _ingest(state, chunks, on_chunk)
+    except InputError as exc:
+        raise exc.located(name) from exc
+
+
+async def _ingest(
+    state: _FileIngest, chunks: AsyncIterable[bytes], on_chunk: OnChunk | None
+) -> FileStats:
+    try:
         async for chunk in chunks:
             await state.feed(chunk)
             if on_chunk is not None:
+                await state.settle()  # a checkpoint must see every counted row written
                 await on_chunk(state.stats)
             await asyncio.sleep(0)  # let polls and heartbeats run between chunks
         return await state.finish()
-    except InputError as exc:
-        raise exc.located(name) from exc
+    except BaseException:
+        await state.abandon()
+        raise

@@ -115,7 +115,8 @@ class CsvLanes:
             if end or final or len(buf) > self._max:
                 self._to_slow()  # malformed or too long: the row parser decides
             return None
-        block = Block(bytes(buf[:cut]), self._line)
+        with memoryview(buf) as view:
+            block = Block(bytes(view[:cut]), self._line)  # one copy (``buf[:cut]`` is two)
         del buf[:cut]
         self._line += block.data.count(b"\n")
         return block

@@ -225,29 +225,38 @@ P = TypeVar("P")
 class PlanCache(Generic[P]):
     """Plans by (source, stream, column labels, row keys), bounded so memory never grows.
 
-    The last plan is checked first by identity (a CSV file hits it on every row); the dict behind
-    it serves JSON rows whose key sets vary. Safe to share between threads: a race at worst builds
-    a plan twice.
+    The plans of the last context are looked up by row keys alone (a CSV file's rows, and most
+    of a JSON file's, hit the last plan); the context's own key (with its sorted column
+    labels) is only built when the context changes. Safe to share between threads: the last
+    context and its plans are swapped as one tuple, and a race at worst builds a plan twice.
     """
 
     def __init__(self, build: Callable[[ExportContext, tuple[str, ...]], P], limit: int = 512):
         self._build = build
         self._limit = limit
-        self._plans: dict[Hashable, P] = {}
-        self._last: tuple[ExportContext | None, tuple[str, ...], P | None] = (None, (), None)
+        self._plans: dict[Hashable, dict[tuple[str, ...], P]] = {}
+        self._count = 0
+        self._last: tuple[ExportContext | None, dict[tuple[str, ...], P]] = (None, {})
 
     def get(self, row: Row, ctx: ExportContext) -> P:
         """The plan for this row's keys under ``ctx`` (built on first sight)."""
         keys = tuple(row.data)
-        last_ctx, last_keys, last_plan = self._last
-        if last_ctx is ctx and last_keys == keys and last_plan is not None:
-            return last_plan
-        cache_key = (ctx.source, ctx.stream, tuple(sorted(ctx.column_labels.items())), keys)
-        plan = self._plans.get(cache_key)
+        last_ctx, plans = self._last
+        if last_ctx is not ctx:
+            plans = self._plans_of(ctx)
+        plan = plans.get(keys)
         if plan is None:
             plan = self._build(ctx, keys)
-            if len(self._plans) >= self._limit:
+            if self._count >= self._limit:
                 self._plans.clear()
-            self._plans[cache_key] = plan
-        self._last = (ctx, keys, plan)
+                self._count = 0
+                plans = self._plans_of(ctx)
+            plans[keys] = plan
+            self._count += 1
         return plan
+
+    def _plans_of(self, ctx: ExportContext) -> dict[tuple[str, ...], P]:
+        ctx_key = (ctx.source, ctx.stream, tuple(sorted(ctx.column_labels.items())))
+        plans = self._plans.setdefault(ctx_key, {})
+        self._last = (ctx, plans)
+        return plans
