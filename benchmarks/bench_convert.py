@@ -289,12 +289,13 @@ def run_script(
     return Result(label, seconds)
 
 
-def run_streamx(label: str, source: Path, out: Path, fmt: str, compress: str, fast: bool) -> Result:
+def run_streamx(label: str, source: Path, out: Path, fmt: str, compress: str, fast: bool,
+                offload: bool = True) -> Result:  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
     args = ["convert", str(source), "--source", "cordial", "--stream", "contact_activity",
             "--out", str(out), "--export-id", "bench", "--dt", DAY, "--format", fmt,
             "--compress", compress]  # fmt: skip
-    env = {"STREAMX_FASTPATH": "1" if fast else "0"}
+    env = {"STREAMX_FASTPATH": "1" if fast else "0", "STREAMX_OFFLOAD": "1" if offload else "0"}
     child = report.run_python("streamx", args, env=env).check(label)
     shutil.rmtree(out, ignore_errors=True)
     return Result(label, child.seconds, child.peak_rss_mib)
@@ -370,6 +371,8 @@ def jsonl_runs(inputs: Inputs, work: Path, dlt: str | None) -> list[Result]:
                                 ("jsonl", "none", "JSON lines"),
                                 ("parquet", "zstd", "Parquet (zstd)")):  # fmt: skip
         runs.append(run_streamx(f"streamx -> {what}", source, out, fmt, compress, True))
+    runs.append(run_streamx("streamx in one process (STREAMX_OFFLOAD=0) -> JSON lines .gz",
+                            source, out, "jsonl", "gzip", True, offload=False))  # fmt: skip
     for output, what in (("gzip", "JSON lines .gz"), ("none", "JSON lines"),
                          ("parquet", "Parquet (snappy)")):  # fmt: skip
         runs.append(run_duckdb(f"DuckDB -> {what}", source, work / "duck.out", "jsonl", output))
@@ -450,7 +453,8 @@ Command: `python -m benchmarks.bench_convert --rows {inputs.rows}`. Input: {inpu
 generated Cordial activity rows, {size:.0f} MB as CSV ({gz_mb:.0f} MB .gz), {jsonl_mb:.0f} MB as
 JSON lines .gz. Each run is a child process (start-up included: about 0.2 s for
 `streamx convert`, plus ~0.3 s for pyarrow on the fast path), run one after the other in this
-one run; peak RSS is the streamx child's own `VmHWM`.
+one run; peak RSS is the streamx child's own `VmHWM`, plus its JSON lines helper process's
+(the sum of both peaks) when it starts one.
 {dlt_note}. Load average before / after: {load[0]:.1f} / {load[1]:.1f} (2 cores, shared with
 other engineers' work: figures are pessimistic when it is well above 0).
 {report.quick_note(quick)}
@@ -462,7 +466,10 @@ other engineers' work: figures are pessimistic when it is well above 0).
 
 ### JSON lines .gz input
 
-The columnar fast path serves CSV only (see below), so `streamx` here is the row path.
+The columnar fast path serves CSV only (see below), so `streamx` here is the row path: as
+shipped, blocks of lines are parsed, normalized and encoded by a helper process and a worker
+thread (`streamx/offload.py`; not for Parquet output), and in one process with
+`STREAMX_OFFLOAD=0`.
 
 {_table(jsonl, inputs, jsonl_size)}
 
@@ -495,11 +502,15 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   (20 vs 61 ns/row).
 - **Lone-CR check (row path too):** comparing `count(b"\\r")` with `count(b"\\r\\n")` ->
   one `re.search(rb"\\r(?!\\n)")`: 3.8 -> 1.2 ms per 2 MB.
-- **Block size / overlap:** two blocks in flight (one being encoded while the previous one is
-  compressed and written, in threads); three gave the same for +15 MiB. Block size trades
-  speed for memory (2M rows to JSON lines .gz, quiet machine, two runs each): 512 KiB 17.4 s /
-  88 MiB, 1 MiB 14.7 s / 100-104 MiB, 2 MiB 13.0 s / 121 MiB. 512 KiB is shipped: the only
-  size under the 100 MiB target, and still well past the throughput targets.
+- **Block size / overlap:** blocks are written by background tasks chained in input order,
+  so the event loop inflates and cuts the next block while earlier ones are encoded,
+  compressed and written (before: it waited for each write). Three blocks in flight for line
+  formats (300k rows to plain JSON lines: 2.66 -> 2.47 s, +4 MiB), two for Parquet (300k rows:
+  one 4.1 s / 107 MiB, two 3.6 s / 110 MiB). Parquet with dictionaries only for the
+  low-cardinality columns: same time and memory, not kept. Block size trades speed for
+  memory (2M rows to JSON lines .gz, quiet machine, two runs each, earlier code): 512 KiB
+  17.4 s / 88 MiB, 1 MiB 14.7 s / 100-104 MiB, 2 MiB 13.0 s / 121 MiB. 512 KiB is shipped:
+  the only size under the 100 MiB target.
 - **Tried, dropped:** a `bytes.split(b'"')` quote validator instead of the row parser's regex
   (equivalent, 5x slower: Python per quote); a `take`-based interleave instead of the join
   (as slow as the join alone); RE2 over whole buffers to find characters that need escaping
@@ -521,24 +532,40 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   (pyarrow + parquet libraries ~45 MiB, the writer's 8 MiB row groups and its encoders);
   2 MiB row groups would give ~103 MiB for 4x as many row groups, so 8 MiB was kept.
   The row path (`STREAMX_FASTPATH=0`) is at ~37 MiB.
-- **Scale (2M rows, this run) vs 400k rows (the previous run):** at 400k rows the fast path
-  beat DuckDB to plain JSON lines (1.24x) and to Parquet (1.38x), but DuckDB has a fixed cost of
-  a few seconds: at 2M rows it converts 190-230k rows/s on the 2 cores, the fast path ~105k
-  rows/s (0.54x, 0.41x: **not met**). The fast path keeps ~1.2 cores busy (21 s CPU, 17.4 s):
-  encoding a block is ~5 us/row of Arrow kernels (GIL released), but blocks are encoded at
-  most two at a time and the rest is serial. Measured on a quiet machine, 2M rows to plain
-  JSON lines, two runs each: two blocks in flight 17.3-17.5 s / 86 MiB (shipped), three
-  16.1-16.5 s / 90 MiB, four 15.5-15.9 s / 93 MiB. A quarter of the CPU is system time:
-  block-sized buffers are mmapped and faulted in afresh (the price of the 256 KiB mmap
-  threshold; a 16 MiB `M_TOP_PAD` gives 13.8 s at 174 MiB). Larger blocks (2 MiB: 13.0 s)
-  cost the memory target too. What would close it: encoding blocks in a second process, or
-  reusing block buffers instead of allocating them per block.
+- **Scale:** at 400k rows the fast path beat DuckDB to plain JSON lines (1.24x) and to
+  Parquet (1.38x), but DuckDB has a fixed cost of a few seconds: at 2M rows it converts
+  190-230k rows/s on the 2 cores, which the fast path does not reach (ratios above).
+- **Where the fast path's time goes** (300k rows, one thread per stage, per row): gunzip 0.9
+  us; cutting blocks and the strict quote check (Python `re`, GIL held) 0.8-1.2 us; pyarrow's
+  CSV parse 1.7-2.0 us; the vectorized normalizer 1.2 us; the JSON joins 2.2-2.5 us; copying
+  the output 0.2-0.4 us. Encoding alone runs 1.65x faster on two worker threads than on one,
+  but the whole process keeps only ~1.4 cores busy: `py-spy --gil` shows the GIL held 70-80%
+  of the wall time (the main thread's quote check and block copies, and in the workers the
+  Python side of ~100 kernel calls per block and buffer copies). Tried, no gain:
+  `sys.setswitchinterval` 1 ms and 0.2 ms; one copy instead of two per cut block. Allocators
+  (300k rows, plain JSON lines, wall / peak RSS): system pool with the 256 KiB mmap threshold
+  (shipped) 2.8 s / 90 MiB, jemalloc 2.8 s / 109 MiB, mimalloc 3.0 s / 134 MiB, glibc threshold
+  4 MiB with 1-2 arenas 2.5 s / 115-128 MiB: none keeps the memory target for a real gain.
+  What would close the gap to DuckDB on plain output: the JSON encoding and the quote check in
+  native code that releases the GIL, or a second process; neither is done.
 - **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
   publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
 - **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
   a missing key, loses each row's key order (the row path's attribute order follows it) and
   re-formats numbers, so a byte-exact result would need a verifying re-serialization per row.
-  The row path got the cheap fixes only (nested-URL lookup skips empty objects).
+  The row path per row (300k rows, one thread): parse 6.3 us (of which `orjson.loads` 2.8 and
+  the nesting-depth check 1.0), normalize 11.7 us, encode 1.5 us, all holding the GIL, so
+  threads cannot share it. Cheap fixes first: the nested-URL lookup skips empty objects, and
+  plans are looked up by the row's keys within the last context (no measurable change).
+  Then a second process (`streamx/offload.py`): blocks of whole lines go to one helper
+  process while it has fewer than two waiting, else to one worker thread, and are written in
+  order; the helper and the thread run the row path's own code, so the output is identical
+  (tests compare both, line numbers and quarantine included). 300k rows to JSON lines .gz,
+  two runs each: one process 7.5-7.9 s / 35 MiB; helper + thread with 512 KiB blocks 5.7-6.2 s
+  / 67 + 40 MiB; with 256 KiB blocks (shipped) 5.7-6.4 s / 54 + 34 MiB. Tried: the helper
+  alone (no thread) is slower than one process (8.2 s: it does all the per-row work while the
+  main process waits); more blocks in flight (6, 8) send more blocks to the GIL-bound thread
+  (6.4-6.5 s).
 """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import glob
 import importlib
 import os
 import platform
@@ -224,7 +225,8 @@ def run_python(
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             started = time.perf_counter()
             process = subprocess.Popen(argv, stdout=out, stderr=err, env=child_env(extra))
-            status, usage = _wait4(process, timeout)
+            helpers: dict[int, int] = {}
+            status, usage = _wait4(process, timeout, helpers)
             seconds = time.perf_counter() - started
             process.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0)
@@ -234,6 +236,7 @@ def run_python(
                 err.read().decode(errors="replace"),
             )
         peak_kib = int(peak_file.read_text()) if peak_file.exists() else 0
+    peak_kib += sum(helpers.values())
     return ChildRun(
         returncode=process.returncode,
         stdout=stdout,
@@ -244,9 +247,12 @@ def run_python(
     )
 
 
-def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage]:
+def _wait4(
+    process: subprocess.Popen[bytes], timeout: float, helpers: dict[int, int]
+) -> tuple[int, resource.struct_rusage]:
     deadline = time.monotonic() + timeout
     while True:
+        _note_helpers(process.pid, helpers)
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             return status, usage
@@ -255,6 +261,28 @@ def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, resou
             os.wait4(process.pid, 0)
             raise TimeoutError(f"{argv_text(process.args)} did not end within {timeout:.0f} s")
         time.sleep(0.02)
+
+
+def _note_helpers(pid: int, helpers: dict[int, int]) -> None:
+    """The peak RSS (``VmHWM``, KiB) of each process the child started (streamx's JSON lines
+    helper), as last seen: a helper's memory is the child's too, so it is added to its peak
+    (a sum of both peaks, an upper bound of what they held at once)."""
+    for children in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError):
+            listed = Path(children).read_text().split()
+            for child in map(int, listed):
+                hwm = _hwm_kib(child)
+                if hwm:
+                    helpers[child] = max(hwm, helpers.get(child, 0))
+
+
+def _hwm_kib(pid: int) -> int:
+    with (
+        contextlib.suppress(OSError, StopIteration, ValueError),
+        open(f"/proc/{pid}/status") as status,
+    ):
+        return int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+    return 0
 
 
 def argv_text(args: object) -> str:

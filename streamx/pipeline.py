@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
-
-from streamx.codecs.base import BadRow, ParsedItem, Row
+from streamx.codecs.base import ParsedItem, Row, raw_of
 from streamx.codecs.gzip import GzipDecoder, IdentityDecoder, make_decoder
 from streamx.codecs.sniff import SniffingParser
 from streamx.columnar import open_fast_path
 from streamx.exceptions import InputError, RowError
 from streamx.normalize.base import ExportContext, Normalizer
+from streamx.offload import open_offload
 from streamx.publish import Publisher
 
 #: Bytes needed to recognise gzip by its magic number.
@@ -36,6 +35,22 @@ PARSE_SLICE = 64 * 1024
 #: inflating it in slices keeps that text (held by the parser or the columnar lanes while it
 #: is consumed) to about 1-3 MiB whatever size of chunks the source hands over.
 DECODE_SLICE = 256 * 1024
+
+
+class FastPath(Protocol):
+    """A faster way through for the files it serves (it sniffs the file and may decline)."""
+
+    async def feed(self, data: bytes) -> bytes | None:
+        """Take decoded bytes; returns every byte held so far when it declines the file."""
+
+    async def finish(self) -> bytes | None:
+        """End of input (waits for every write); bytes held when it declines the file."""
+
+    async def settle(self) -> None:
+        """Wait until every row counted is written."""
+
+    async def abandon(self) -> None:
+        """The file failed: cancel pending writes."""
 
 
 @dataclass(slots=True)
@@ -83,14 +98,15 @@ class _FileIngest:
         self._normalize = normalizer
         self._publisher = publisher
         self._parser = SniffingParser(**parser_options)
-        # Columnar fast path (pyarrow): None when the row path must take the file.
-        self._fast = (
-            None
-            if skip_rows or record_filter is not None
-            else open_fast_path(
-                ctx, normalizer, publisher, parser_options, self.stats, self._consume
-            )
-        )
+        # Faster paths, tried in order, each sniffing the file: the columnar one (pyarrow) for
+        # CSV, the helper process for JSON lines. None left: the row path takes the file.
+        self._faster: list[FastPath] = []
+        if not skip_rows and record_filter is None:
+            for opener in (open_fast_path, open_offload):
+                path = opener(ctx, normalizer, publisher, parser_options, self.stats, self._consume)
+                if path is not None:
+                    self._faster.append(path)
+        self._fast = self._faster.pop(0) if self._faster else None
         self._decoder: GzipDecoder | IdentityDecoder | None = None
         self._head = b""
 
@@ -110,11 +126,12 @@ class _FileIngest:
             await self._parse(self._decoder.feed(chunk[start : start + DECODE_SLICE]))
 
     async def _parse(self, decoded: bytes) -> None:
-        if self._fast is not None:
+        while self._fast is not None:
             declined = await self._fast.feed(decoded)
             if declined is None:
                 return
-            self._fast, decoded = None, declined  # not a file it serves: all to the row path
+            decoded = declined  # not a file it serves: the next path, else the row path
+            self._fast = self._faster.pop(0) if self._faster else None
         if len(decoded) <= PARSE_SLICE:
             await self._consume(self._parser.feed(decoded))
             return
@@ -127,9 +144,11 @@ class _FileIngest:
             self._decoder = make_decoder(self._head)
             await self._parse(self._decoder.feed(self._head))
         await self._parse(self._decoder.flush())
-        if self._fast is not None:
-            declined, self._fast = await self._fast.finish(), None
-            if declined is not None:
+        while self._fast is not None:
+            declined = await self._fast.finish()
+            self._fast = None
+            if declined is not None:  # the whole file was held by a path that declines it
+                self._fast = self._faster.pop(0) if self._faster else None
                 await self._parse(declined)
         await self._consume(self._parser.flush())
         self.stats.format = self.stats.format or self._parser.format
@@ -171,7 +190,7 @@ class _FileIngest:
                     records.extend(self._normalize(item, self._ctx))
                     ok += 1
                 except RowError as exc:
-                    await self._quarantine(item.line, exc.reason, _raw_of(item))
+                    await self._quarantine(item.line, exc.reason, raw_of(item))
             else:
                 await self._quarantine(item.line, item.reason, item.raw)
         self.stats.rows_read += len(items)
@@ -185,12 +204,6 @@ class _FileIngest:
     async def _quarantine(self, line: int, reason: str, raw: str) -> None:
         self.stats.rows_quarantined += 1
         await self._publisher.quarantine(self.stats.name, line, reason, raw)
-
-
-def _raw_of(item: Row | BadRow) -> str:
-    if isinstance(item, BadRow):
-        return item.raw
-    return orjson.dumps(item.data, default=str).decode()
 
 
 async def ingest_file(

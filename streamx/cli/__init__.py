@@ -51,6 +51,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that ingest files (and so may use the JSON lines helper process).
+INGESTING: frozenset[str] = frozenset(("convert", "run", "backfill", "worker"))
+
+
 def _chosen_command(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names (its first word not starting with "-"), if it is one."""
     first = next((arg for arg in argv if not arg.startswith("-")), None)
@@ -62,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lean_process()  # before any command imports pyarrow
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if args.command in INGESTING:
+        from streamx.offload import enable
+
+        enable()  # this program's entry point is guarded: the JSON lines helper may start
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

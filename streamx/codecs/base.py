@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 
 @dataclass(slots=True)
 class Row:
@@ -31,6 +33,13 @@ class BadRow:
 
 
 ParsedItem = Row | BadRow
+
+
+def raw_of(item: Row | BadRow) -> str:
+    """The text quarantined for an item: a bad row's own text, or a parsed row as JSON."""
+    if isinstance(item, BadRow):
+        return item.raw
+    return orjson.dumps(item.data, default=str).decode()
 
 
 class ByteDecoder(Protocol):

@@ -72,6 +72,14 @@ class JsonLinesParser:
         self._buf = bytearray()
         self._line = 1  # line number of self._buf[0]
 
+    def resume_at(self, line: int) -> None:
+        """Go on from the middle of a file: the next byte fed starts physical line ``line``,
+        and is not looked at for a byte order mark (only a file's first bytes are)."""
+        if self._buf or self._bom.pending:
+            raise ValueError("resume_at needs a parser at a line boundary")
+        self._bom.flush()
+        self._line = line
+
     def feed(self, data: bytes) -> list[ParsedItem]:
         """Add ``data``; return the lines it completed."""
         data = self._bom.feed(data)

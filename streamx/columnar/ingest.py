@@ -6,17 +6,16 @@ records are parsed, normalized and encoded by :func:`~streamx.columnar.csvblock.
 in a worker thread, everything else (header, malformed records, blocks with a bad row) goes
 through the pipeline's own row consumer. Any other format is handed back untouched.
 
-Blocks are encoded in worker threads and written by background tasks, chained so that output
-order is input order, while the event loop goes on inflating and cutting the next block: both
-cores work. :data:`IN_FLIGHT` blocks at most are between being cut and being written (that
-bounds memory). A row is counted only once it has been written, and :meth:`ColumnarIngest.settle`
-waits for every write, so a checkpoint taken after it sees exactly what the row path would show.
+Blocks are encoded in worker threads and written in input order by background tasks
+(:class:`~streamx.ordered.OrderedWrites`), while the event loop goes on inflating and cutting
+the next block: both cores work. A row is counted only once it has been written, and
+:meth:`ColumnarIngest.settle` waits for every write, so a checkpoint taken after it sees exactly
+what the row path would show.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
@@ -26,16 +25,17 @@ from streamx.codecs.sniff import SNIFF_BYTES, sniff_format
 from streamx.columnar.csvlanes import BLOCK_BYTES, Block, CsvLanes, Step
 from streamx.columnar.plans import VectorPlan, vector_plan
 from streamx.normalize.base import ExportContext
+from streamx.ordered import OrderedWrites
 from streamx.publish import Publisher
 
 Consume = Callable[[list[ParsedItem]], Awaitable[None]]
 _UNSUPPORTED: Final = object()
 _MAX_RECORD: Final = 16 * 1024 * 1024  # CsvParser's default max_field_bytes
-#: Blocks cut but not yet written, at most (bounds memory: each is a few MB of work at most).
-#: Three keep both cores busier than two (300k rows to JSON lines: 2.66 -> 2.47 s) for ~4 MiB.
+#: Blocks started but not yet written, at most, while the loop cuts the next one (bounds
+#: memory: each is a few MB of work). 300k rows to JSON lines: 2 -> 3 took 2.66 -> 2.47 s, +4 MiB.
 IN_FLIGHT = 3
-#: The same for Parquet output, whose writer already holds a row group (8 MiB of Arrow data):
-#: a third block would take its peak RSS from ~106 to ~111 MiB for no measurable speed.
+#: The same for Parquet output, whose writer also holds a row group (8 MiB of Arrow data):
+#: 300k rows, 1 -> 2 took 4.1 -> 3.6 s for 107 -> 110 MiB.
 IN_FLIGHT_PARQUET = 2
 
 
@@ -59,8 +59,9 @@ class ColumnarIngest:
         self._lanes: CsvLanes | None = None
         self._rejects: CsvParser | None = None
         self._plan: VectorPlan | object | None = None
-        #: Background writes of the blocks in flight, oldest first (each waits for the one before).
-        self._writes: deque[asyncio.Task[None]] = deque()
+        self._writes = OrderedWrites(
+            IN_FLIGHT_PARQUET if publisher.format == "parquet" else IN_FLIGHT
+        )
         self._encode: Any = None  # csvblock.encode_block, imported with pyarrow once CSV is seen
 
     async def feed(self, data: bytes) -> bytes | None:
@@ -86,15 +87,11 @@ class ColumnarIngest:
 
     async def settle(self) -> None:
         """Wait until every block cut so far is written (and counted); raises a write's error."""
-        while self._writes:
-            await self._writes.popleft()
+        await self._writes.settle()
 
     async def abandon(self) -> None:
         """The file failed: stop the writes still pending (their blocks are not published)."""
-        writes, self._writes = list(self._writes), deque()
-        for write in writes:
-            write.cancel()
-        await asyncio.gather(*writes, return_exceptions=True)
+        await self._writes.abandon()
 
     async def _choose(self) -> bytes | None:
         held, self._held = bytes(self._held), bytearray()
@@ -130,30 +127,15 @@ class ColumnarIngest:
             await self._consume(self._reject(block))
             return
         assert self._lanes is not None and self._lanes.columns is not None
-        await self._make_room()
-        encode = asyncio.create_task(
-            asyncio.to_thread(
-                self._encode,
-                block.data,
-                self._lanes.columns,
-                self._csv_options.get("delimiter", ","),
-                plan,
-                self._ctx,
-                self._publisher.format,
-            )
-        )
-        encode.add_done_callback(_retrieve)
-        previous = self._writes[-1] if self._writes else None
-        write = asyncio.create_task(self._publish(previous, block, encode))
-        write.add_done_callback(_retrieve)
-        self._writes.append(write)
+        columns = self._lanes.columns
+        delimiter = self._csv_options.get("delimiter", ",")
+        fmt = self._publisher.format
 
-    async def _make_room(self) -> None:
-        """Wait until fewer than :data:`IN_FLIGHT` blocks are unwritten (raises their errors)."""
-        writes = self._writes
-        limit = IN_FLIGHT_PARQUET if self._publisher.format == "parquet" else IN_FLIGHT
-        while writes and (writes[0].done() or len(writes) >= limit):
-            await writes.popleft()
+        def start() -> Awaitable[Any]:
+            encode = self._encode
+            return asyncio.to_thread(encode, block.data, columns, delimiter, plan, self._ctx, fmt)
+
+        await self._writes.add(start, lambda encoded: self._publish(block, encoded))
 
     def _vector_plan(self) -> VectorPlan | None:
         if self._plan is None:
@@ -162,13 +144,8 @@ class ColumnarIngest:
             self._plan = _UNSUPPORTED if plan is None else plan
         return self._plan if isinstance(self._plan, VectorPlan) else None
 
-    async def _publish(
-        self, previous: asyncio.Task[None] | None, block: Block, encode: asyncio.Task[Any]
-    ) -> None:
-        """Write one block once the block before it is written (a failure there is raised)."""
-        if previous is not None:
-            await previous
-        encoded = await encode
+    async def _publish(self, block: Block, encoded: Any) -> None:
+        """Write one encoded block (``None``: the row parser takes the block instead)."""
         if encoded is None:
             await self._consume(self._reject(block))
             return
@@ -191,9 +168,3 @@ class ColumnarIngest:
         items = self._rejects.feed(block.data)
         assert not self._rejects.pending, "the row parser disagrees on a record boundary"
         return items
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a block's failure as seen when an earlier error ended the file first."""
-    if not task.cancelled():
-        task.exception()
