@@ -534,7 +534,10 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   The row path (`STREAMX_FASTPATH=0`) is at ~37 MiB.
 - **Scale:** at 400k rows the fast path beat DuckDB to plain JSON lines (1.24x) and to
   Parquet (1.38x), but DuckDB has a fixed cost of a few seconds: at 2M rows it converts
-  190-230k rows/s on the 2 cores, which the fast path does not reach (ratios above).
+  175-230k rows/s on the 2 cores (the last two runs), which the fast path does not reach
+  (ratios above). The background writes gained ~7% at 300k rows but nothing measurable at 2M:
+  to plain JSON lines 0.54x DuckDB before, 0.53x after (the whole machine was ~10% slower in
+  the second run: DuckDB, the row path and the script alike).
 - **Where the fast path's time goes** (300k rows, one thread per stage, per row): gunzip 0.9
   us; cutting blocks and the strict quote check (Python `re`, GIL held) 0.8-1.2 us; pyarrow's
   CSV parse 1.7-2.0 us; the vectorized normalizer 1.2 us; the JSON joins 2.2-2.5 us; copying
