@@ -273,7 +273,9 @@ async def test_failed_jobs_end_with_the_vendors_reason(sims: SimHarness) -> None
 async def test_jobs_that_never_finish_hit_their_deadline(sims: SimHarness) -> None:
     sims.faults.push(ROUTE_SYMPLIFY_START, Faults(never_finish=True))
     sims.faults.push(ROUTE_CORDIAL_EXPORT, Faults(never_finish=True))
-    specs = [dataclasses.replace(spec, deadline=0.5) for spec in (OPENS, ACTIVITY)]
+    # Long enough for the job to be started and polled at least once on a loaded machine (with
+    # 0.5 s a slow start left no time for a poll: "deadline passed before the first attempt").
+    specs = [dataclasses.replace(spec, deadline=2.0) for spec in (OPENS, ACTIVITY)]
     symplify, cordial = await sims.run(specs)
     assert_failed(sims, symplify, "DeadlineExceededError")
     assert_failed(sims, cordial, "DeadlineExceededError")
