@@ -6,28 +6,19 @@ can. A JSON lines file is cut at newlines (which never occur inside a JSON strin
 of whole lines; each block is parsed, normalized and encoded by :func:`work_block`, which is
 the row path's own code (a :class:`~streamx.codecs.jsonl.JsonLinesParser` resumed at the
 block's first line, the registered normalizer, the publisher's line encoder), so the output is
-the row path's byte for byte, quarantine and line numbers included. The blocks go to one helper
-process while it has fewer than :data:`HELPER_QUEUE` waiting, else to a worker thread (the event
-loop's process has a core's worth of room besides inflating and writing), and are written in
-input order (:class:`~streamx.ordered.OrderedWrites`).
+the row path's byte for byte, quarantine and line numbers included. The blocks go to the helper
+process or a worker thread (:mod:`streamx.helper`) and are written in input order
+(:class:`~streamx.ordered.OrderedWrites`).
 
-When it is used: :func:`enable` was called (the command line does; the helper is a *spawned*
-process, which imports the program's ``__main__`` module again, so a library user's script
-must guard its entry point, as :mod:`multiprocessing` requires), the machine has two cores or
-more, ``STREAMX_OFFLOAD`` is not ``0``, the file is JSON lines larger than the sniffing window,
-the output is a line format (JSON lines, CSV) and the stream's normalizer is the registered
-one. The helper starts with the file's third block, so small files never pay its start-up.
+When it is used: the helper is available (:func:`streamx.helper.helper_available`), the file is
+JSON lines larger than the sniffing window, the output is a line format (JSON lines, CSV) and
+the stream's normalizer is the registered one. The helper starts with the file's third block,
+so small files never pay its start-up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
-import os
-import signal
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Final, cast
@@ -35,23 +26,18 @@ from typing import Any, Final, cast
 from streamx.codecs.base import ParsedItem, Row, raw_of
 from streamx.codecs.jsonl import JsonLinesParser
 from streamx.codecs.sniff import SNIFF_BYTES, sniff_format
-from streamx.exceptions import RowError, TransientError
+from streamx.exceptions import RowError
+from streamx.helper import helper_available, start_block
 from streamx.normalize.base import ExportContext, Normalizer
 from streamx.normalize.registry import NORMALIZERS, get_normalizer
 from streamx.ordered import OrderedWrites
 from streamx.publish import Publisher
 from streamx.writers.encoders import Encoder, get_encoder
 
-#: Environment switch: ``0`` keeps every JSON lines file in the event loop's process.
-ENV_SWITCH: Final = "STREAMX_OFFLOAD"
 #: Bytes of whole lines per block (~1000 activity rows: ~20 ms of work).
 BLOCK_BYTES = 256 * 1024
 #: Blocks started but not yet written, at most (bounds memory: each is a few MB of work).
 IN_FLIGHT = 4
-#: Blocks waiting in the helper process before the next one goes to a thread instead.
-HELPER_QUEUE = 2
-#: Blocks worked on in threads at once, at most (more would only wait for the GIL).
-THREADS = 1
 #: Blocks of a file worked on in threads before the helper is used (small files never start it).
 WARM_BLOCKS = 2
 #: Files that end within this many bytes take the row path (nothing to gain).
@@ -102,31 +88,6 @@ def work_block(
     return BlockResult(b"".join(chunks), list(accumulate(map(len, chunks))), len(items), ok, bad)
 
 
-_enabled = False
-_pool: ProcessPoolExecutor | None = None
-_helper_waiting = 0
-_threads_working = 0
-
-
-def enable() -> None:
-    """Allow the helper process (see the module doc for what a program must do first)."""
-    global _enabled
-    _enabled = True
-
-
-def offload_available() -> bool:
-    """Enabled (by :func:`enable` or ``STREAMX_OFFLOAD=1``), not switched off
-    (``STREAMX_OFFLOAD=0``), and two cores or more."""
-    switch = os.environ.get(ENV_SWITCH, "").strip()
-    if switch == "0" or not (_enabled or switch == "1"):
-        return False
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return cores >= 2
-
-
 def open_offload(
     ctx: ExportContext,
     normalizer: Normalizer,
@@ -139,60 +100,10 @@ def open_offload(
     if publisher.format not in _LINE_FORMATS or NORMALIZERS.get(ctx.stream) is not normalizer:
         return None
     jsonl_options = parser_options.get("jsonl_options") or {}
-    if not set(jsonl_options) <= {"max_line_bytes"} or not offload_available():
+    if not set(jsonl_options) <= {"max_line_bytes"} or not helper_available():
         return None
     max_line = jsonl_options.get("max_line_bytes", _DEFAULT_MAX_LINE)
     return JsonLinesOffload(ctx, publisher, stats, consume, max_line)
-
-
-def _ignore_signals() -> None:
-    """The helper's lifetime is its parent's: Ctrl-C and a drain's SIGTERM are for the parent
-    (the helper exits when the parent closes its pipe, or dies)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _helper() -> ProcessPoolExecutor:
-    global _pool
-    if _pool is None:
-        context = multiprocessing.get_context("spawn")  # fork is unsafe with threads running
-        _pool = ProcessPoolExecutor(1, mp_context=context, initializer=_ignore_signals)
-    return _pool
-
-
-async def _in_thread(*args: Any) -> BlockResult:
-    global _threads_working
-    _threads_working += 1
-    try:
-        return await asyncio.to_thread(work_block, *args)
-    finally:
-        _threads_working -= 1
-
-
-async def _in_helper(*args: Any) -> BlockResult:
-    global _pool, _helper_waiting
-    pool = _helper()
-    _helper_waiting += 1
-    try:
-        future = asyncio.get_running_loop().run_in_executor(pool, work_block, *args)
-        future.add_done_callback(_seen)
-        # Shielded: a cancelled file leaves the block to finish in the helper rather than
-        # cancel its pool future (a pool that then breaks fails on cancelled futures in
-        # CPython 3.11's executor thread: InvalidStateError).
-        result: BlockResult = await asyncio.shield(future)
-        return result
-    except BrokenProcessPool as exc:
-        if _pool is pool:
-            _pool = None  # the next block starts a new helper
-        raise TransientError("the JSON lines helper process died") from exc
-    finally:
-        _helper_waiting -= 1
-
-
-def _seen(future: asyncio.Future[Any]) -> None:
-    """Mark a helper block's failure as seen when nobody waits for it any more."""
-    if not future.cancelled():
-        future.exception()
 
 
 class JsonLinesOffload:
@@ -283,14 +194,7 @@ class JsonLinesOffload:
         warm = self._blocks > WARM_BLOCKS
         args = (block, line, first, self._ctx, self._publisher.format, self._max)
 
-        def start() -> Awaitable[BlockResult]:
-            # The helper while it has room; else one thread (a second one would only wait
-            # for the GIL); else the helper's queue grows.
-            if warm and (_helper_waiting < HELPER_QUEUE or _threads_working >= THREADS):
-                return _in_helper(*args)
-            return _in_thread(*args)
-
-        await self._writes.add(start, self._write)
+        await self._writes.add(lambda: start_block(work_block, *args, helper=warm), self._write)
 
     async def _in_process(self, block: bytes, line: int, *, last: bool) -> None:
         parser = JsonLinesParser(max_line_bytes=self._max)

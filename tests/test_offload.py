@@ -20,7 +20,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamx import offload
+from streamx import helper, offload
 from streamx.exceptions import FieldTooLargeError, TransientError
 from streamx.normalize.base import ExportContext
 from streamx.testing.data import Window, cordial_activity_rows
@@ -34,17 +34,17 @@ def offloaded(enabled: bool, *, block_bytes: int = 4096, warm: int = 0) -> Itera
     """The offload switched on (every file, ``block_bytes`` blocks, helper from block
     ``warm + 1``) or off, through its documented environment switch."""
     saved = (offload.BLOCK_BYTES, offload.WARM_BLOCKS, offload.MIN_FILE_BYTES)
-    saved_env = os.environ.get(offload.ENV_SWITCH)
-    os.environ[offload.ENV_SWITCH] = "1" if enabled else "0"
+    saved_env = os.environ.get(helper.ENV_SWITCH)
+    os.environ[helper.ENV_SWITCH] = "1" if enabled else "0"
     offload.BLOCK_BYTES, offload.WARM_BLOCKS, offload.MIN_FILE_BYTES = block_bytes, warm, 0
     try:
         yield
     finally:
         offload.BLOCK_BYTES, offload.WARM_BLOCKS, offload.MIN_FILE_BYTES = saved
         if saved_env is None:
-            os.environ.pop(offload.ENV_SWITCH, None)
+            os.environ.pop(helper.ENV_SWITCH, None)
         else:
-            os.environ[offload.ENV_SWITCH] = saved_env
+            os.environ[helper.ENV_SWITCH] = saved_env
 
 
 def convert(enabled: bool, blob: bytes, **kwargs: Any) -> Published | str:
@@ -129,7 +129,7 @@ def test_a_large_gzipped_file_through_the_helper_is_the_row_paths_output() -> No
     published = assert_same_as_row_path(blob, cuts=[1000, 70_000], block_bytes=64 * 1024)
     assert isinstance(published, Published)
     assert published.counts[0] == 6000
-    assert offload._pool is not None, "the helper process was never used"
+    assert helper._pool is not None, "the helper process was never used"
 
 
 def test_parts_roll_at_the_same_records() -> None:
@@ -160,7 +160,7 @@ def test_a_last_line_without_newline_over_the_limit_fails_the_same_way() -> None
 def test_a_helper_that_dies_fails_the_file_clearly_and_the_next_file_gets_a_new_one() -> None:
     blob = b"".join(activity_lines(300))
     assert isinstance(convert(True, blob), Published)  # the helper is running now
-    pool = offload._pool
+    pool = helper._pool
     assert pool is not None
     for pid in list(pool._processes):  # type: ignore[attr-defined]
         os.kill(pid, signal.SIGKILL)
@@ -172,26 +172,26 @@ def test_a_helper_that_dies_fails_the_file_clearly_and_the_next_file_gets_a_new_
 
 
 def test_the_offload_stays_off_unless_enabled_and_for_parquet_output() -> None:
-    saved_env = os.environ.pop(offload.ENV_SWITCH, None)
-    saved_enabled = offload._enabled
+    saved_env = os.environ.pop(helper.ENV_SWITCH, None)
+    saved_enabled = helper._enabled
     try:
-        offload._enabled = False
-        assert not offload.offload_available()
-        offload.enable()
-        assert offload.offload_available()
-        os.environ[offload.ENV_SWITCH] = "0"
-        assert not offload.offload_available()
+        helper._enabled = False
+        assert not helper.helper_available()
+        helper.enable()
+        assert helper.helper_available()
+        os.environ[helper.ENV_SWITCH] = "0"
+        assert not helper.helper_available()
     finally:
-        offload._enabled = saved_enabled
-        os.environ.pop(offload.ENV_SWITCH, None)
+        helper._enabled = saved_enabled
+        os.environ.pop(helper.ENV_SWITCH, None)
         if saved_env is not None:
-            os.environ[offload.ENV_SWITCH] = saved_env
+            os.environ[helper.ENV_SWITCH] = saved_env
 
 
 def test_the_helper_ignores_the_signals_meant_for_its_parent() -> None:
     blob = b"".join(activity_lines(300))
     assert isinstance(convert(True, blob), Published)
-    pool = offload._pool
+    pool = helper._pool
     assert pool is not None
     pids = list(pool._processes)  # type: ignore[attr-defined]
     for pid in pids:

@@ -67,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command in INGESTING:
-        from streamx.offload import enable
+        from streamx.helper import enable
 
-        enable()  # this program's entry point is guarded: the JSON lines helper may start
+        enable()  # this program's entry point is guarded: the helper process may start
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
