@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final, TypeVar
 
-from streamx.allocators import pin_mmap_threshold
+from streamx.allocators import calm_collector, pin_mmap_threshold
 from streamx.exceptions import TransientError
 
 T = TypeVar("T")
@@ -120,6 +120,7 @@ def _start_helper() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pin_mmap_threshold()
+    calm_collector()
 
 
 def _seen(future: asyncio.Future[Any]) -> None:
