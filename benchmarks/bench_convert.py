@@ -549,8 +549,35 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   (300k rows, plain JSON lines, wall / peak RSS): system pool with the 256 KiB mmap threshold
   (shipped) 2.8 s / 90 MiB, jemalloc 2.8 s / 109 MiB, mimalloc 3.0 s / 134 MiB, glibc threshold
   4 MiB with 1-2 arenas 2.5 s / 115-128 MiB: none keeps the memory target for a real gain.
-  What would close the gap to DuckDB on plain output: the JSON encoding and the quote check in
-  native code that releases the GIL, or a second process; neither is done.
+  A second process does not close the gap to DuckDB on plain output (next item); the JSON
+  encoding and the quote check in native code that releases the GIL might, and is not done.
+- **CSV blocks in a second process (tried, not kept):** the columnar path's blocks went to the
+  JSON lines path's helper process (the block pickled in, the encoded block back). 300k rows
+  to plain JSON lines: one process 2.9-3.1 s, with the helper 3.4-3.9 s (3-8 blocks in flight,
+  2-4 queued in the helper, 1-2 threads, 1 MiB pipe buffers); 2M rows 17.7 s vs 18.5 s. The
+  helper encodes a block in 18 ms (a thread sharing the GIL: 37 ms), but the round trip of
+  512 KiB in and ~1.5 MB of JSON back through a pipe costs ~13 ms more per block, and the
+  CPU of the whole run grows from 3.9 to 5.1 s. The limit is CPU per block, not parallelism:
+  one process spends ~26 ms of CPU on a block of ~2000 rows, so two cores cannot take 2M rows
+  below ~13 s, and DuckDB takes 11.5 s.
+- **Kernel time (page faults):** 20-25% of the fast path's CPU is the kernel's (300k rows:
+  0.8-0.9 s of 3.9 s; 2M rows: 6 s of 24 s): ~250k minor faults for 300k rows, because every
+  allocation of 256 KiB or more (the pinned mmap threshold) is mapped fresh, zeroed and
+  unmapped. 300k rows, plain JSON lines (faults, wall, peak RSS): 256 KiB threshold (shipped)
+  253k, 2.9-3.1 s, 93-94 MiB; 1 MiB 183k, 2.9 s, 104 MiB; 2 MiB 140k, 2.6-2.8 s, 124-130 MiB;
+  Arrow's jemalloc pool 153k, 2.9 s, 129 MiB; mimalloc 142k, 3.1 s, 170 MiB. Every fault
+  saved costs memory the 100 MiB target does not have.
+- **Parquet memory:** of the 105 MiB peak RSS at 300k rows, Arrow's pool peaks at 16 MiB; ~50
+  MiB are library pages (libarrow 17, libarrow_compute 5, libparquet 5, libpython 5, ...) and
+  the rest Python's heap (28 MiB after start-up). 2M rows (wall / peak RSS): two blocks in
+  flight and 8 MiB row groups (shipped) 20.4 s / 111 MiB; one block 24.0 s / 109 MiB; two
+  blocks and 4 MiB 21.5 s / 107 MiB; one block and 4 MiB 25.5 s / 104 MiB. Not importing
+  pyarrow's optional file systems (S3, GCS, Azure, HDFS, which `pyarrow.parquet` loads) saves
+  3 MiB. None of these reaches 100 MiB; the shipped setting is the fastest.
+- **Garbage collector:** the row path makes a few dicts per row, and CPython collects the
+  youngest generation every 700 allocations. The command line now collects every 10,000:
+  300k JSON lines rows in one process 8.0-8.5 -> 7.9 s (0.24 s of collections -> 0.01 s),
+  same memory; the fast path and the helper process are within noise.
 - **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
   publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
 - **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
