@@ -370,9 +370,11 @@ def jsonl_runs(inputs: Inputs, work: Path, dlt: str | None) -> list[Result]:
     for fmt, compress, what in (("jsonl", "gzip", "JSON lines .gz"),
                                 ("jsonl", "none", "JSON lines"),
                                 ("parquet", "zstd", "Parquet (zstd)")):  # fmt: skip
-        runs.append(run_streamx(f"streamx -> {what}", source, out, fmt, compress, True))
-    runs.append(run_streamx("streamx in one process (STREAMX_OFFLOAD=0) -> JSON lines .gz",
-                            source, out, "jsonl", "gzip", True, offload=False))  # fmt: skip
+        runs.append(run_streamx(f"streamx fast path -> {what}", source, out, fmt, compress, True))
+    runs.append(run_streamx("streamx row path, helper process -> JSON lines .gz",
+                            source, out, "jsonl", "gzip", False))  # fmt: skip
+    runs.append(run_streamx("streamx row path, one process -> JSON lines .gz",
+                            source, out, "jsonl", "gzip", False, offload=False))  # fmt: skip
     for output, what in (("gzip", "JSON lines .gz"), ("none", "JSON lines"),
                          ("parquet", "Parquet (snappy)")):  # fmt: skip
         runs.append(run_duckdb(f"DuckDB -> {what}", source, work / "duck.out", "jsonl", output))
@@ -426,8 +428,8 @@ def _targets(csv: list[Result], dlt_note: str | None) -> str:
 
 
 def _jsonl_targets(jsonl: list[Result]) -> str:
-    """The same targets for the JSON lines input (its streamx runs are the row path)."""
-    ours = "streamx -> "
+    """The same targets for the JSON lines input."""
+    ours = "streamx fast path -> "
     rows = ["| comparison (JSON lines input) | ratio (their time / ours) | target | |"]
     rows.append("|---|---|---|---|")
     rows.append(_ratio(jsonl, ours + "JSON lines .gz", "DuckDB -> JSON lines .gz", 1.0))
@@ -466,10 +468,10 @@ other engineers' work: figures are pessimistic when it is well above 0).
 
 ### JSON lines .gz input
 
-The columnar fast path serves CSV only (see below), so `streamx` here is the row path: as
-shipped, blocks of lines are parsed, normalized and encoded by a helper process and a worker
-thread (`streamx/offload.py`; not for Parquet output), and in one process with
-`STREAMX_OFFLOAD=0`.
+The fast path here is Arrow blocks of JSON lines (`streamx/columnar/jsonblock.py`: 1 MiB
+blocks, each checked to be reproduced byte for byte, in worker threads). The row path
+(`STREAMX_FASTPATH=0`) works 256 KiB blocks in a helper process and a worker thread
+(`streamx/offload.py`, line formats only), or in one process with `STREAMX_OFFLOAD=0` too.
 
 {_table(jsonl, inputs, jsonl_size)}
 
@@ -580,22 +582,36 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   same memory; the fast path and the helper process are within noise.
 - **Plain JSON lines vs DuckDB:** streamx fsyncs every part before the atomic rename (durable
   publish); DuckDB's COPY does not. On this disk that is ~0.3 s per 143 MB written.
-- **JSON lines input:** not on the fast path. `pyarrow.json` cannot tell an explicit `null` from
-  a missing key, loses each row's key order (the row path's attribute order follows it) and
-  re-formats numbers, so a byte-exact result would need a verifying re-serialization per row.
-  The row path per row (300k rows, one thread): parse 6.3 us (of which `orjson.loads` 2.8 and
-  the nesting-depth check 1.0), normalize 11.7 us, encode 1.5 us, all holding the GIL, so
-  threads cannot share it. Cheap fixes first: the nested-URL lookup skips empty objects, and
-  plans are looked up by the row's keys within the last context (no measurable change).
-  Then a second process (`streamx/offload.py`): blocks of whole lines go to one helper
-  process while it has fewer than two waiting, else to one worker thread, and are written in
-  order; the helper and the thread run the row path's own code, so the output is identical
-  (tests compare both, line numbers and quarantine included). 300k rows to JSON lines .gz,
-  two runs each: one process 7.5-7.9 s / 35 MiB; helper + thread with 512 KiB blocks 5.7-6.2 s
-  / 67 + 40 MiB; with 256 KiB blocks (shipped) 5.7-6.4 s / 54 + 34 MiB. Tried: the helper
-  alone (no thread) is slower than one process (8.2 s: it does all the per-row work while the
-  main process waits); more blocks in flight (6, 8) send more blocks to the GIL-bound thread
-  (6.4-6.5 s).
+- **JSON lines input, row path:** per row (300k rows, one thread): parse 6.3 us (of which
+  `orjson.loads` 2.8 and the nesting-depth check 1.0), normalize 11.7 us, encode 1.5 us, all holding
+  the GIL, so threads cannot share it. Cheap fixes first: the nested-URL lookup skips empty objects,
+  and plans are looked up by the row's keys within the last context (no measurable change). Then a
+  second process (`streamx/offload.py`): blocks of whole lines go to one helper process while it has
+  fewer than two waiting, else to one worker thread, and are written in order; the helper and the
+  thread run the row path's own code, so the output is identical (tests compare both, line numbers
+  and quarantine included). 300k rows to JSON lines .gz, two runs each: one process 7.5-7.9 s / 35
+  MiB; helper + thread with 512 KiB blocks 5.7-6.2 s / 67 + 40 MiB; with 256 KiB blocks (shipped)
+  5.7-6.4 s / 54 + 34 MiB. Tried: the helper alone (no thread) is slower than one process (8.2 s: it
+  does all the per-row work while the main process waits); more blocks in flight (6, 8) send more
+  blocks to the GIL-bound thread (6.4-6.5 s).
+- **JSON lines input, columnar:** `pyarrow.json` cannot tell an explicit `null` from a missing
+  key, loses each row's key order and decodes escapes and numbers, so its table alone does
+  not say what a line held. Each block is therefore written back from Arrow's columns as
+  orjson writes the parsed row and compared with its lines (one vectorized comparison); a
+  block that comes back byte for byte is exactly the rows Arrow holds, in the text orjson
+  gives them, and is normalized and encoded like a CSV block. Other blocks go to the row
+  parser. Floats: Arrow's cast and orjson write the same text for plain decimals from 0.0001
+  on (a million floats of every magnitude checked; Arrow's `1` for `1.0` is given its `.0`);
+  exponents and smaller values go to the row parser. Found by running the existing abuse
+  suites through tiny Arrow blocks: Arrow's JSON reader takes invalid UTF-8 in strings as it
+  is (blocks are now UTF-8-checked first) and its recursive parser crashes the process on a
+  line nested 100,000 deep (lines with over 200 `{`/`[` now go to the row parser). Arrow's
+  columns come in the order it first meets the keys, so a block whose first line lacks some
+  keys is reordered by a line that has them all. Per row at 2000-row blocks, one thread:
+  Arrow's parse 5.0 us, the write-back check 4.6 us, normalize 1.2 us, encode 2.2 us, against
+  ~24 us on the row path; per block ~100 kernel calls cost ~5 ms whatever its size, so blocks
+  are 1 MiB (300k rows to JSON lines .gz, two in flight: 256 KiB 7.9 s, 512 KiB 5.5 s, 1 MiB
+  4.5 s / 97 MiB, 2 MiB 4.0 s / 124 MiB), in threads (the helper process: 5.3 s).
 """
 
 

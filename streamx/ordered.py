@@ -25,7 +25,8 @@ class OrderedWrites:
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        self._limit = limit
+        #: Blocks between being started and being written, at most (may change between adds).
+        self.limit = limit
         self._writes: deque[asyncio.Task[None]] = deque()
 
     def __len__(self) -> int:
@@ -58,7 +59,7 @@ class OrderedWrites:
 
     async def _make_room(self) -> None:
         writes = self._writes
-        while writes and (writes[0].done() or len(writes) >= self._limit):
+        while writes and (writes[0].done() or len(writes) >= self.limit):
             await writes.popleft()
 
 

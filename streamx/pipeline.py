@@ -99,7 +99,7 @@ class _FileIngest:
         self._publisher = publisher
         self._parser = SniffingParser(**parser_options)
         # Faster paths, tried in order, each sniffing the file: the columnar one (pyarrow) for
-        # CSV, the helper process for JSON lines. None left: the row path takes the file.
+        # CSV, Arrow blocks or the helper process for JSON lines. None left: the row path.
         self._faster: list[FastPath] = []
         if not skip_rows and record_filter is None:
             for opener in (open_fast_path, open_offload):

@@ -1,4 +1,5 @@
-"""The columnar fast path (optional, with pyarrow): CSV parsed, normalized and encoded in Arrow.
+"""The columnar fast path (optional, with pyarrow): CSV and JSON lines parsed, normalized and
+encoded in Arrow (JSON lines blocks through :mod:`streamx.offload`).
 
 Used automatically by :func:`streamx.pipeline.ingest_file` when pyarrow is installed, the
 stream has a vector plan (:mod:`streamx.columnar.plans`) and the parser options are ones it

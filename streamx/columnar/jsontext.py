@@ -32,6 +32,11 @@ RARE: Final = tuple(
     if code not in (9, 10, 13)
 )
 RARE_BYTES: Final = tuple(char.encode() for char, _ in RARE)
+_TRUE: Final = pa.scalar("true", STRING)
+_FALSE: Final = pa.scalar("false", STRING)
+_WHOLE: Final = r"^-?[0-9]+$"
+_PLAIN: Final = r"^-?[0-9]+\.[0-9]+$"
+_TINY: Final = r"^-?0\.0000"
 
 
 def has_rare(data: bytes) -> bool:
@@ -71,15 +76,22 @@ def _string(pieces: Pieces, values: Any, rare: bool) -> None:
     pieces.text('"')
 
 
-def _member(pieces: Pieces, lead: str, values: Any, present: Any, rare: bool) -> None:
-    """``lead`` (comma, key, colon) and a string value; left out of rows where absent."""
+def _member(
+    pieces: Pieces, lead: str, values: Any, present: Any, rare: bool, text: bool = False
+) -> None:
+    """``lead`` (comma, key, colon) and a string value (``text``: values that are JSON text
+    already); left out of rows where absent."""
     if present is not None:
         values = pc.if_else(present, values, NULL)
     if values.null_count == 0:
         pieces.text(lead)
-        _string(pieces, values, rare)
+        if text:
+            pieces.column(values)
+        else:
+            _string(pieces, values, rare)
     elif values.null_count < len(values):
-        pieces.column(or_empty(join([lead + '"', escape(values, rare), '"'])))
+        parts = [lead, values] if text else [lead + '"', escape(values, rare), '"']
+        pieces.column(or_empty(join(parts)))
 
 
 def _attributes(pieces: Pieces, attributes: list[Attribute], rare: bool) -> None:
@@ -87,21 +99,26 @@ def _attributes(pieces: Pieces, attributes: list[Attribute], rare: bool) -> None
     if not attributes:
         pieces.text("{}")
         return
-    if attributes[0].present is None:  # the first key is everywhere: commas are static
+    first = attributes[0]
+    if first.present is None and first.values.null_count == 0:  # in every row: static commas
         pieces.text("{")
         for index, attribute in enumerate(attributes):
             lead = ("," if index else "") + dumps(attribute.key) + ":"
-            _member(pieces, lead, attribute.values, attribute.present, rare)
+            _member(pieces, lead, attribute.values, attribute.present, rare, attribute.text)
         pieces.text("}")
         return
     inner = Pieces()
     for attribute in attributes:
         lead = "," + dumps(attribute.key) + ":"
-        _member(inner, lead, attribute.values, attribute.present, rare)
-    body = join(inner.done())
+        _member(inner, lead, attribute.values, attribute.present, rare, attribute.text)
     pieces.text("{")
-    pieces.column(pc.binary_replace_slice(body, 0, 1, ""))  # the first key's leading comma
+    pieces.column(drop_lead(join(inner.done())))
     pieces.text("}")
+
+
+def drop_lead(body: Any) -> Any:
+    """Members that each start with a comma, without the first one's comma."""
+    return pc.binary_replace_slice(body, 0, 1, "")
 
 
 def attributes_json(norm: Normalized, rare: bool) -> Any:
@@ -129,3 +146,59 @@ def json_lines(norm: Normalized, ctx: ExportContext, rare: bool) -> Any:
     _attributes(pieces, norm.attributes, rare)
     pieces.text("}\n")
     return join(pieces.done())
+
+
+def value_text(values: Any, rare: bool, prefix: str = "") -> Any | None:
+    """``prefix`` and each value as orjson writes it (null where absent), for the types a JSON
+    lines block is read as (:mod:`streamx.columnar.jsonblock`); ``None`` for other types."""
+    kind = values.type
+    if pa.types.is_string(kind):
+        return join([prefix + '"', escape(values, rare), '"'])
+    if pa.types.is_struct(kind):
+        text = object_text(values, rare)
+    elif pa.types.is_int64(kind):
+        text = pc.cast(values, STRING)
+    elif pa.types.is_boolean(kind):
+        text = pc.if_else(values, _TRUE, _FALSE)
+    elif pa.types.is_float64(kind):
+        text = float_text(values)
+    else:
+        return None
+    return join([prefix, text]) if prefix and text is not None else text
+
+
+def object_text(values: Any, rare: bool) -> Any | None:
+    """JSON objects from a struct column: members in field order, absent (null) members left
+    out, null where the struct itself is null; ``None`` for a member of another type."""
+    members = []
+    for index, field in enumerate(values.type):
+        lead = "," + dumps(field.name) + ":"
+        text = value_text(pc.struct_field(values, [index]), rare, lead)
+        if text is None:
+            return None
+        members.append(or_empty(text))
+    if not members:
+        whole = pa.repeat(pa.scalar("{}", STRING), len(values))
+    else:
+        body = join(members) if len(members) > 1 else members[0]
+        whole = join(["{", drop_lead(body), "}"])
+    return pc.if_else(values.is_valid(), whole, NULL) if values.null_count else whole
+
+
+def float_text(values: Any) -> Any | None:
+    """Floats as orjson writes them, or ``None`` when some value may be written otherwise.
+
+    Arrow's cast and orjson both write the shortest text that reads back as the same float,
+    but not always in the same notation: Arrow writes ``1`` for ``1.0`` (the ``.0`` is added
+    here) and each has its own rules for exponents. Plain decimals with a fraction, from
+    0.0001 on, are written alike (checked on a million floats of every magnitude, including
+    random bit patterns); other values (exponents, tiny fractions) return ``None``.
+    """
+    text = pc.cast(values, STRING)
+    text = pc.if_else(
+        pc.match_substring_regex(text, _WHOLE), pc.binary_join_element_wise(text, ".0", ""), text
+    )
+    plain = pc.and_(
+        pc.match_substring_regex(text, _PLAIN), pc.invert(pc.match_substring_regex(text, _TINY))
+    )
+    return text if plain.false_count == 0 else None

@@ -7,14 +7,16 @@ from, the constant event type of a Symplify export, Cordial's bounce type). A pl
 path cannot reproduce exactly (an unknown converter, Cordial contacts with declared list
 columns, audience trends' unpivot) is ``None``: those files take the row path.
 
-Only CSV rows are served, where every value is a string: that is what makes the rules about
-nested JSON objects (Cordial ``properties`` / ``channels`` objects) no-ops here.
+In a CSV row every value is a string, which makes the rules about nested JSON objects (Cordial
+``properties`` / ``channels`` objects) no-ops; a JSON lines block
+(:mod:`streamx.columnar.jsonblock`) applies the nested-event-data rules to its object columns
+and leaves nested contacts to the row path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from streamx.normalize import cordial, symplify
@@ -68,6 +70,11 @@ class VectorPlan:
     event_type: str | None = None
     #: Columns holding a bounce type, best first (Cordial activity).
     bounce_keys: tuple[str, ...] = ()
+    #: Columns of nested event data (URL, bounce type), best first: Cordial activity's
+    #: ``system_properties`` / ``properties`` objects of a JSON lines row.
+    nested: tuple[str, ...] = ()
+    #: The column of a nested contact's ``channels`` object (Cordial contacts).
+    channels: str | None = None
 
 
 def vector_plan(ctx: ExportContext, keys: tuple[str, ...]) -> VectorPlan | None:
@@ -78,12 +85,14 @@ def vector_plan(ctx: ExportContext, keys: tuple[str, ...]) -> VectorPlan | None:
         return None
     if stream == "cordial.contact_activity":
         activity = cordial._activity_plan(ctx, keys)
-        return _build(activity.base, activity.kind, "record_id", True, None, activity.bounce_keys)
+        plan = _build(activity.base, activity.kind, "record_id", True, None, activity.bounce_keys)
+        return None if plan is None else replace(plan, nested=activity.nested)
     if stream == "cordial.contacts":
         contacts = cordial._contact_plan(ctx, keys)
         if contacts.lists:  # declared list columns become a nested object: row path
             return None
-        return _build(contacts.base, contacts.kind, "contact_id", False, None, ())
+        plan = _build(contacts.base, contacts.kind, "contact_id", False, None, ())
+        return None if plan is None else replace(plan, channels=contacts.channels)
     if info.kind == "event":
         event = symplify._event_plan(ctx, keys)
         return _build(event.base, info.kind, "record_id", True, info.event_type, ())

@@ -71,8 +71,8 @@ _CONTACT_FIELDS: Final[Mapping[str, tuple[str, int]]] = {
 }
 #: Nested JSON objects holding free-form event data, searched in this order.
 _EVENT_DATA: Final = ("system_properties", "properties")
-_URL_KEYS: Final = ("rl", "url")
-_BOUNCE_TYPE_KEYS: Final = frozenset(("bt", "bouncetype", "bounce_type"))
+URL_KEYS: Final = ("rl", "url")
+BOUNCE_TYPE_KEYS: Final = frozenset(("bt", "bouncetype", "bounce_type"))
 _SOFT_BOUNCES: Final = frozenset(
     ("soft", "softbounce", "soft_bounce", "soft-bounce", "transient", "temporary")
 )
@@ -148,7 +148,7 @@ def _activity_plan(ctx: ExportContext, keys: tuple[str, ...]) -> _ActivityPlan:
             rank = _EVENT_DATA.index(group)
             if not leaf:
                 nested.append((rank, key))
-            elif leaf.lower() in _BOUNCE_TYPE_KEYS:
+            elif leaf.lower() in BOUNCE_TYPE_KEYS:
                 bounce.append((rank, key))
     base = make_plan(
         keys,
@@ -188,7 +188,7 @@ def _soft_bounce(data: dict[str, Any], plan: _ActivityPlan) -> bool:
         properties = data[key]
         if isinstance(properties, dict):
             for name, value in properties.items():
-                if name.lower() in _BOUNCE_TYPE_KEYS and value is not None and value != "":
+                if name.lower() in BOUNCE_TYPE_KEYS and value is not None and value != "":
                     return is_soft_bounce(value)
     return False
 
@@ -205,7 +205,7 @@ def _nested_url(data: dict[str, Any], nested: tuple[str, ...]) -> str | None:
     for key in nested:
         properties = data[key]
         if properties and isinstance(properties, dict):  # most rows: {} or no URL key at all
-            for name in _URL_KEYS:
+            for name in URL_KEYS:
                 value = properties.get(name)
                 if value is not None:
                     url = id_text(value)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from streamx import offload
 from streamx.backfill.dedupe import DedupeIndex
 from streamx.backfill.tracker import DurableOptions, spec_record
 from streamx.config import Config, ExportSpec
@@ -106,8 +107,11 @@ async def crash_when(event: asyncio.Event, work: asyncio.Task[Any]) -> None:
 
 @pytest.mark.asyncio
 async def test_resume_after_a_crash_mid_file_reads_only_what_was_not_checkpointed(
-    sims: SimHarness, store: SQLiteStore, tmp_path: Path
+    sims: SimHarness, store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Blocks of lines smaller than a file (~400 KB here), so some of the second file is
+    # published before the crash (the JSON lines path publishes a block as a whole).
+    monkeypatch.setattr(offload, "ARROW_BLOCK_BYTES", 64 * 1024)
     config = _parts(sims.config(accounts={"cor": {"records_per_file": 1000}}), 400)
     crashing = CountingLanding(sims.landing, hang_in=2)
     engine = Engine(config, store=store, durable=durable(tmp_path), landing_zones={"cor": crashing})
