@@ -15,7 +15,7 @@ Per vendor (facts: vendor-docs, docs/backfill.md):
   :data:`SYMPLIFY_MARGIN` further back than the range start. A period always ends *now*, so
   the export also holds records after the range end; records older than two weeks cannot be
   fetched at all, and the plan says so. Overlaps with earlier exports are removed by
-  ``record_id`` (:mod:`streamx.backfill.dedupe`).
+  ``record_id`` (:mod:`streamx.durable.dedupe`).
 """
 
 from __future__ import annotations

@@ -18,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamx.backfill.dedupe import DedupeIndex
 from streamx.backfill.plan import Plan
-from streamx.backfill.tracker import DurableOptions, spec_from_record, spec_record
 from streamx.config import Config
+from streamx.durable.dedupe import DedupeIndex
+from streamx.durable.owners import owner_is_dead, owner_name
+from streamx.durable.tracker import DurableOptions, spec_from_record, spec_record
 from streamx.engine.clock import Clock, SystemClock
 from streamx.engine.export import ExportResult, OnEvent
 from streamx.engine.runner import Engine
@@ -57,29 +55,6 @@ class BackfillReport:
     def ok(self) -> bool:
         """Every planned export is published (now or before)."""
         return not self.failed_before and not self.busy and all(r.ok for r in self.results)
-
-
-def make_owner() -> str:
-    """A lease owner naming this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` names a process of this host that no longer runs."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
 
 
 async def plan_rows(store: StateStore, plan: Plan, *, now: float) -> int:
@@ -126,7 +101,7 @@ class BackfillRunner:
         self.spool_dir = spool_dir
         self.clock: Clock = clock or SystemClock()
         self.on_event = on_event
-        self.owner = owner or make_owner()
+        self.owner = owner or owner_name()
         self.lease_seconds = config.state.lease_seconds
         self.landing_zones = landing_zones
         self.announce = announce
@@ -243,8 +218,6 @@ __all__ = [
     "JOB_FAILED",
     "BackfillReport",
     "BackfillRunner",
-    "make_owner",
-    "owner_is_dead",
     "plan_rows",
     "retry_failed",
 ]

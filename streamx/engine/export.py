@@ -12,13 +12,13 @@ so starting over is the simplest correct choice. Any exception ends the export a
 :class:`ExportResult`; cancellation propagates, and the publisher's ``async with`` aborts every
 upload on the way out, so nothing half-published becomes visible.
 
-With a state store (an :class:`~streamx.backfill.tracker.ExportTracker`), every step is recorded
+With a state store (an :class:`~streamx.durable.tracker.ExportTracker`), every step is recorded
 so that a killed process resumes instead of repeating: a known remote id is polled rather than
 started again (a job the vendor no longer knows is replaced; a named job whose id was never
-recorded is looked up by its name, :class:`~streamx.backfill.tracker.NamedJobs`), the transfer
+recorded is looked up by its name, :class:`~streamx.durable.tracker.NamedJobs`), the transfer
 resumes from its last checkpoint (and a transient failure mid-transfer resumes from it too,
 instead of from byte 0), and an export already ``done`` is skipped. See
-:mod:`streamx.backfill.checkpoint` for why the resumed output equals a clean run's, record for
+:mod:`streamx.durable.checkpoint` for why the resumed output equals a clean run's, record for
 record.
 """
 
@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
-from streamx.backfill.checkpoint import Checkpoint, consumed
-from streamx.backfill.tracker import ExportTracker, NamedJobs, adopt_job, job_handle
 from streamx.config import AccountConfig, Config, ExportSpec
+from streamx.durable.checkpoint import Checkpoint, consumed
+from streamx.durable.tracker import ExportTracker, NamedJobs, adopt_job, job_handle
 from streamx.engine.backoff import Backoff
 from streamx.engine.clock import Clock
 from streamx.engine.errors import ObjectChangedError, RequestRejectedError

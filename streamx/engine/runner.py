@@ -35,8 +35,8 @@ from types import TracebackType
 
 import aiohttp
 
-from streamx.backfill.tracker import DurableOptions, ExportTracker
 from streamx.config import AccountConfig, Config, ExportSpec, OutputConfig, resolve_stream
+from streamx.durable.tracker import DurableOptions, ExportTracker
 from streamx.engine.clock import Clock, SystemClock
 from streamx.engine.export import (
     AccountState,

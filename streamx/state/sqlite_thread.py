@@ -3,7 +3,7 @@
 Why: sqlite3 calls block (disk I/O, busy waits of many seconds), so they must stay off the event
 loop; and a connection may only be used by the thread that opened it. A single-thread executor
 gives both: every call for the connection is queued on the one thread that owns it. The state
-store (:mod:`streamx.state.sqlite`) and the dedupe index (:mod:`streamx.backfill.dedupe`) both
+store (:mod:`streamx.state.sqlite`) and the dedupe index (:mod:`streamx.durable.dedupe`) both
 run their connection this way.
 """
 

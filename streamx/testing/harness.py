@@ -21,7 +21,6 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from streamx.backfill.tracker import spec_from_record
 from streamx.config import (
     AccountConfig,
     Config,
@@ -31,6 +30,7 @@ from streamx.config import (
     OutputConfig,
     resolve_stream,
 )
+from streamx.durable.tracker import spec_from_record
 from streamx.engine.clock import SystemClock
 from streamx.engine.runner import Engine, ExportResult, OnEvent
 from streamx.manifest import Manifest

@@ -26,16 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamx.backfill.dedupe import DedupeIndex
-from streamx.backfill.runner import owner_is_dead
-from streamx.backfill.tracker import DurableOptions, spec_from_record
 from streamx.config import Config, ExportSpec, resolve_stream
+from streamx.durable.dedupe import DedupeIndex
+from streamx.durable.owners import owner_is_dead, owner_name
+from streamx.durable.tracker import DurableOptions, spec_from_record
 from streamx.engine.clock import Clock, SystemClock
 from streamx.engine.export import EngineEvent, ExportResult
 from streamx.engine.runner import Engine
@@ -76,12 +74,6 @@ class WorkerReport:
         return all(result.ok for result in self.results)
 
 
-def make_owner(worker_id: str) -> str:
-    """The lease owner of this process: ``host:pid:worker id`` (readable in the store, and
-    recognisable by :func:`~streamx.backfill.runner.owner_is_dead` after a ``kill -9``)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{worker_id}"
-
-
 class Worker:
     """One worker process's loop (see the module docstring). ``store`` must be open.
 
@@ -108,7 +100,7 @@ class Worker:
         self.shutdown = shutdown or Shutdown(grace=self.settings.grace, clock=self.clock)
         self.spool_dir = spool_dir or default_spool_dir(config)
         self.landing_zones = landing_zones
-        self.owner = make_owner(self.settings.id)
+        self.owner = owner_name(self.settings.id)
         self.lease_seconds = config.state.lease_seconds
         self.planner = Planner(worker.schedules, worker_id=self.settings.id, clock=self.clock)
         self.metrics = WorkerMetrics(self.clock)
@@ -410,4 +402,4 @@ async def _release(store: StateStore, owner: str, keys: Collection[str]) -> None
         log.warning("cannot release %d lease(s) (%s); they expire on their own", len(keys), exc)
 
 
-__all__ = ["LEASE_LOST", "Worker", "WorkerReport", "make_owner"]
+__all__ = ["LEASE_LOST", "Worker", "WorkerReport"]

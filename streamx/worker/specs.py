@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from streamx.backfill.tracker import spec_record
 from streamx.config import Config, ExportSpec, resolve_stream
+from streamx.durable.tracker import spec_record
 from streamx.state.base import ExportState
 from streamx.worker.schedule import Occurrence
 

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamx.backfill.checkpoint import Checkpoint, CheckpointSink, FileRef, consumed, position
-from streamx.backfill.dedupe import DedupeIndex
+from streamx.durable.checkpoint import Checkpoint, CheckpointSink, FileRef, consumed, position
+from streamx.durable.dedupe import DedupeIndex
 from streamx.manifest import Manifest
 from streamx.normalize.base import ExportContext
 from streamx.normalize.registry import get_normalizer

@@ -28,7 +28,7 @@ import pytest
 import pytest_asyncio
 from backfill_helpers import assert_row_exact, day, run_cli, start_cli, starts, write_config
 
-from streamx.backfill.tracker import spec_from_record
+from streamx.durable.tracker import spec_from_record
 from streamx.state.sqlite import SQLiteStore
 from streamx.testing import Faults
 from streamx.testing.faults import ROUTE_OBJECT_GET

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from streamx.backfill.tracker import DurableOptions, NamedJobs, spec_record
 from streamx.config import ExportSpec
+from streamx.durable.tracker import DurableOptions, NamedJobs, spec_record
 from streamx.engine.export import EngineEvent
 from streamx.engine.runner import Engine
 from streamx.landing import LocalLandingZone

@@ -18,9 +18,9 @@ import pytest
 import pytest_asyncio
 
 from streamx import offload
-from streamx.backfill.dedupe import DedupeIndex
-from streamx.backfill.tracker import DurableOptions, spec_record
 from streamx.config import Config, ExportSpec
+from streamx.durable.dedupe import DedupeIndex
+from streamx.durable.tracker import DurableOptions, spec_record
 from streamx.engine.export import EngineEvent, ExportResult
 from streamx.engine.runner import Engine
 from streamx.landing import LocalLandingZone

@@ -9,7 +9,7 @@ next one begins:
   and for a named job its name and landing path in ``extra.job``); right after, the job's id
   (``remote_id``) and what the client needs to find its files again (``extra.job``): a rerun
   polls that job instead of starting another;
-* during the transfer, checkpoints (:mod:`streamx.backfill.checkpoint`) at most every
+* during the transfer, checkpoints (:mod:`streamx.durable.checkpoint`) at most every
   ``checkpoint_seconds``, at a row boundary; a rerun resumes from the last one;
 * before the manifest is written, a *complete* checkpoint listing every part, so a kill during
   publishing is finished by the rerun without reading anything again;
@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from streamx.backfill.checkpoint import (
+from streamx.config import ExportSpec
+from streamx.durable.checkpoint import (
     Checkpoint,
     CheckpointSink,
     FileRef,
@@ -42,8 +43,7 @@ from streamx.backfill.checkpoint import (
     position,
     remove_spool,
 )
-from streamx.backfill.dedupe import DedupeIndex, scope_of
-from streamx.config import ExportSpec
+from streamx.durable.dedupe import DedupeIndex, scope_of
 from streamx.engine.clock import Clock
 from streamx.normalize.base import ExportContext
 from streamx.pipeline import FileStats, RecordFilter
