@@ -125,6 +125,7 @@ class Result:
     seconds: float
     peak_mib: float | None = None
     note: str = ""
+    file_mib: float = 0.0
 
 
 _MAPPING_SQL = """
@@ -298,7 +299,7 @@ def run_streamx(label: str, source: Path, out: Path, fmt: str, compress: str, fa
     env = {"STREAMX_FASTPATH": "1" if fast else "0", "STREAMX_OFFLOAD": "1" if offload else "0"}
     child = report.run_python("streamx", args, env=env).check(label)
     shutil.rmtree(out, ignore_errors=True)
-    return Result(label, child.seconds, child.peak_rss_mib)
+    return Result(label, child.seconds, child.peak_rss_mib, file_mib=child.file_rss_mib)
 
 
 def run_duckdb(label: str, source: Path, target: Path, kind: str, output: str) -> Result:
@@ -396,9 +397,10 @@ def _find(runs: list[Result], label: str) -> Result:
 
 
 def _table(runs: list[Result], inputs: Inputs, size: float) -> str:
-    lines = ["| run | wall time | MB/s (raw input) | rows/s | peak RSS |", "|---|---|---|---|---|"]
+    lines = ["| run | wall time | MB/s (raw input) | rows/s | peak RSS (of it file-backed) |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for run in runs:
-        peak = f"{run.peak_mib:.0f} MiB" if run.peak_mib is not None else "-"
+        peak = f"{run.peak_mib:.0f} MiB ({run.file_mib:.0f})" if run.peak_mib is not None else "-"
         lines.append(f"| {run.label} | {run.seconds:.2f} s | {size / run.seconds:.0f} | "
                      f"{inputs.rows / run.seconds:,.0f} | {peak} |")  # fmt: skip
     return "\n".join(lines)
@@ -456,7 +458,7 @@ generated Cordial activity rows, {size:.0f} MB as CSV ({gz_mb:.0f} MB .gz), {jso
 JSON lines .gz. Each run is a child process (start-up included: about 0.2 s for
 `streamx convert`, plus ~0.3 s for pyarrow on the fast path), run one after the other in this
 one run; peak RSS is the streamx child's own `VmHWM`, plus its JSON lines helper process's
-(the sum of both peaks) when it starts one.
+(the sum of both peaks) when it starts one. {report.FILE_RSS_NOTE}
 {dlt_note}. Load average before / after: {load[0]:.1f} / {load[1]:.1f} (2 cores, shared with
 other engineers' work: figures are pessimistic when it is well above 0).
 {report.quick_note(quick)}

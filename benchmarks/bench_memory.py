@@ -288,6 +288,7 @@ def section(runs: list[ConvertRun], exports: ExportsRun, pool: Pool, quick: bool
     rows = "\n".join(
         f"| {run.input.raw_bytes / GB:.2f} GB | {run.input.gzip_bytes / 1e6:,.0f} MB | "
         f"{run.input.rows:,} | `{run.variant}` | **{run.child.peak_rss_mib:.1f} MiB** | "
+        f"{run.child.file_rss_mib:.1f} MiB | "
         f"{run.child.seconds:.1f} s | {run.input.raw_bytes / 1e6 / run.child.seconds:.1f} MB/s | "
         f"{run.input.seconds:.1f} s |"
         for run in runs
@@ -296,6 +297,7 @@ def section(runs: list[ConvertRun], exports: ExportsRun, pool: Pool, quick: bool
     child = exports.child
     exports_row = (
         f"| {exports.exports:,} | {exports.records:,} | **{child.peak_rss_mib:.1f} MiB** | "
+        f"{child.file_rss_mib:.1f} MiB | "
         f"{child.seconds:.1f} s | {child.cpu_seconds:.1f} s |"
     )
     return f"""
@@ -303,7 +305,7 @@ def section(runs: list[ConvertRun], exports: ExportsRun, pool: Pool, quick: bool
 {report.quick_note(quick)}
 Command: `python -m benchmarks.bench_memory{" --quick" if quick else ""}`.
 Peak RSS is the child's own (`VmHWM` of the address space `exec` gave it, read at its exit), so
-nothing of the generator or the simulators is counted.
+nothing of the generator or the simulators is counted. {report.FILE_RSS_NOTE}
 
 ### `streamx convert` of a gzipped Cordial activity CSV
 
@@ -312,8 +314,8 @@ lines out); every row must come out as a record (checked). Each input is convert
 shipped (`default`: the columnar fast path when pyarrow is installed) and with the row path
 alone (`STREAMX_FASTPATH=0`: what every input takes without pyarrow).
 
-| input (raw CSV) | gzip | rows | run | peak RSS | wall | raw throughput | input generation |
-|---|---|---|---|---|---|---|---|
+| input (raw CSV) | gzip | rows | run | peak RSS | file-backed | wall | raw MB/s | input made in |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 Target: flat and under {CONVERT_LIMIT_MIB:.0f} MiB.
@@ -331,8 +333,8 @@ One `streamx run --config ... --json` child with {exports.exports:,} exports (ha
 opens, half Cordial activity in chunk files of 100 rows, {ROWS_PER_EXPORT} rows each), against
 both simulators in the benchmark process; engine concurrency 8, 8 transfers per account.
 
-| exports | records published | peak RSS | wall | CPU |
-|---|---|---|---|---|
+| exports | records published | peak RSS | file-backed | wall | CPU |
+|---|---|---|---|---|---|
 {exports_row}
 
 Target: under {EXPORTS_LIMIT_MIB:.0f} MiB: **{"met" if exports_ok else "NOT met"}**.

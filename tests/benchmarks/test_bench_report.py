@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -109,3 +112,60 @@ def test_runner_refreshes_the_machine_section_and_checks_names(tmp_path: Path) -
     with pytest.raises(SystemExit) as info:
         report.run_all(["--only", "no_such_benchmark", "--results", str(path)])
     assert info.value.code == 2
+
+
+MAP_FILE = (  # the mapping stays open until exit, when the file-backed pages are read
+    "import mmap, sys\n"
+    "with open(sys.argv[1], 'rb') as f:\n"
+    "    MAPPED = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+    "print(sum(MAPPED[i] for i in range(0, len(MAPPED), 4096)))\n"
+    "sys.modules['kept_mapping'] = MAPPED  # outlives runpy's module namespace\n"
+)
+
+
+def test_child_file_backed_pages_are_reported_apart(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"\x01" * (64 << 20))
+    (tmp_path / "map_child.py").write_text(MAP_FILE)
+
+    run = report.run_python("map_child", [str(data)], env={"PYTHONPATH": str(tmp_path)})
+
+    assert run.returncode == 0 and run.stdout == f"{16384}\n"
+    assert run.file_rss_mib >= 64  # every page of the file mapped and touched
+    assert run.peak_rss_mib >= run.file_rss_mib
+
+
+def _resident_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache (``mincore`` over an untouched mapping)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with path.open("rb") as file:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, file.fileno(), 0)
+        assert address not in (None, ctypes.c_void_p(-1).value)
+        try:
+            vector = ctypes.create_string_buffer(pages)
+            assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+            return sum(byte & 1 for byte in vector.raw)
+        finally:
+            libc.munmap(address, size)
+
+
+def test_library_pages_are_dropped_from_the_page_cache(tmp_path: Path) -> None:
+    library = tmp_path / "site" / "libexample.so.1"
+    library.parent.mkdir()
+    with library.open("wb") as out:
+        out.write(b"\x7fELF" + b"\x00" * (8 << 20))
+        out.flush()
+        os.fsync(out.fileno())  # dirty pages cannot be dropped; clean ones can
+    (tmp_path / "site" / "notes.txt").write_text("not a library")
+    assert _resident_pages(library) > 0
+
+    assert report.settle_library_pages(library.parent) == 1
+
+    assert _resident_pages(library) == 0
