@@ -193,6 +193,24 @@ def test_arrow_serves_canonical_blocks_with_missing_keys_nested_objects_and_numb
         assert len(served) > 10 and all(served), served
 
 
+def test_arrow_serves_strings_with_rare_control_characters() -> None:
+    """orjson writes \\b, \\f and \\u00XX for these: the block must be escaped for them, or it
+    fails its byte-for-byte check and every block falls back to the row parser."""
+    rows = []
+    for number in range(300):
+        odd = ["\x01", "\b", "\f", "\x1f", "\\u", "\\b"][number % 6]  # last two: plain text
+        row: dict[str, Any] = {"cID": f"c{number}", "_id": f"r{number}", "action": "click"}
+        row["time"] = "2026-10-01T00:00:00+0000"
+        row["message_name"] = f"subject {odd} {number}"
+        row["properties"] = {"note": f"n{odd}", "n": number}
+        rows.append(row)
+    for fmt in ("jsonl", "csv", "parquet"):
+        published, served = both_paths(canonical(rows), block_bytes=4096, fmt=fmt)
+        assert isinstance(published, Published)
+        assert published.counts[:2] == (300, 300)
+        assert len(served) > 5 and all(served), served
+
+
 def test_nested_urls_and_bounce_types_follow_the_row_paths_rules() -> None:
     rows: list[dict[str, Any]] = [
         {"cID": "a", "_id": "1", "action": "click", "properties": {"url": "https://p/1"}},
