@@ -389,8 +389,8 @@ rows and encodes them before the loop gets control back (`streamx/pipeline.py`,
 `_FileIngest._parse` -> `_consume` -> `Publisher.write_records`); at 256 KiB (before
 this was measured) the p99 was 103-105 ms: the step size, not any single function, sets the lag,
 so the shipped slice was cut to 64 KiB. Record batches of 256+ records are also encoded in a
-worker thread (`streamx/publish.py`, `THREAD_ENCODE_MIN`), which took CSV output's p99 from 214 ms
-to the figures above.
+worker thread (`streamx/rolling_parts.py`, `THREAD_ENCODE_MIN`), which took CSV output's p99
+from 214 ms to the figures above.
 
 Where the loop was held more than 50 ms (a watchdog thread samples the main thread's stack every
 5 ms while the loop is late; each sample is ~5 ms):

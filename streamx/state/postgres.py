@@ -9,11 +9,12 @@ another one takes its rows over once the lease has expired. :meth:`PostgresStore
 ``owner`` checks the lease in the ``WHERE`` clause of the ``UPDATE`` itself, so a worker that
 lost its lease cannot overwrite the new owner's progress, however the two interleave.
 
-The tables live in their own schema (default ``streamx``); :data:`MIGRATIONS` is an ordered
-list applied once each under a transaction-scoped advisory lock, so workers starting together
-migrate exactly once. The DSN usually carries a password: it is redacted (with
-:mod:`streamx.redact`) from ``repr`` and from every error this module raises, and errors raised
-while connecting are re-raised without their cause chain, which could quote the DSN.
+The tables live in their own schema (default ``streamx``), created and migrated by
+:mod:`streamx.state.postgres_schema` (:data:`MIGRATIONS`); rows are mapped to and from
+:class:`~streamx.state.base.ExportState` by :mod:`streamx.state.postgres_rows`. The DSN usually
+carries a password: it is redacted (with :mod:`streamx.redact`) from ``repr`` and from every
+error this module raises, and errors raised while connecting are re-raised without their cause
+chain, which could quote the DSN.
 """
 
 from __future__ import annotations
@@ -21,67 +22,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
-import orjson
 
 from streamx.exceptions import PermanentError, TransientError
 from streamx.redact import REDACTED, redact_text
-from streamx.state.base import (
-    OPEN_STATUSES,
-    STATUSES,
-    UPDATABLE,
-    ExportState,
-    ExportStatus,
-    LeaseLostError,
+from streamx.state.base import OPEN_STATUSES, ExportState, ExportStatus, LeaseLostError
+from streamx.state.checks import check_status, checked_statuses
+from streamx.state.postgres_rows import (
+    COLUMNS,
+    assignments,
+    init_connection,
+    insert_values,
+    prefixed,
+    to_state,
 )
+from streamx.state.postgres_schema import MIGRATIONS, SCHEMA_NAME, migrate
 
 log = logging.getLogger("streamx.state")
 #: Seconds :meth:`PostgresStore.__aexit__` waits for connections in use before closing them.
 CLOSE_TIMEOUT = 10.0
 T = TypeVar("T")
 
-#: Ordered schema migrations: ``(version, statements)``; ``{schema}`` is the quoted schema.
-#: Append only: a released migration is never edited, a change is a new version.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            """
-            CREATE TABLE {schema}.exports (
-                key text PRIMARY KEY,
-                spec jsonb NOT NULL,
-                status text NOT NULL CHECK (status IN
-                    ('planned', 'started', 'transferring', 'done', 'failed')),
-                remote_id text,
-                attempts integer NOT NULL DEFAULT 0,
-                last_error text,
-                bytes_done bigint NOT NULL DEFAULT 0,
-                parts_done integer NOT NULL DEFAULT 0,
-                checkpoint jsonb,
-                manifest_location text,
-                created_at double precision NOT NULL,
-                updated_at double precision NOT NULL,
-                lease_owner text,
-                lease_expires double precision,
-                extra jsonb NOT NULL DEFAULT '{{}}'::jsonb
-            )
-            """,
-            "CREATE INDEX exports_by_status ON {schema}.exports (status, created_at, key)",
-        ),
-    ),
-)
-
-_COLUMNS = (
-    "key, spec, status, remote_id, attempts, last_error, bytes_done, parts_done, checkpoint, "
-    "manifest_location, created_at, updated_at, lease_owner, lease_expires, extra"
-)
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: Failures that mean "the database is unreachable right now" (a retry may help).
 _CONNECTION_ERRORS = (
     OSError,
@@ -95,7 +61,6 @@ _STALE_CONNECTION = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InternalClientError,
 )
-_NOT_NULL = frozenset({"status", "attempts", "bytes_done", "parts_done", "extra"})
 
 
 class PostgresStore:
@@ -109,8 +74,8 @@ class PostgresStore:
     def __init__(
         self, dsn: str, *, schema: str = "streamx", min_size: int = 1, max_size: int = 10
     ) -> None:
-        if not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(f"schema must match {_SCHEMA_NAME.pattern}, got {schema!r}")
+        if not SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema must match {SCHEMA_NAME.pattern}, got {schema!r}")
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(f"need 0 <= min_size <= max_size >= 1, got {min_size}, {max_size}")
         self._dsn = dsn
@@ -125,7 +90,7 @@ class PostgresStore:
     async def __aenter__(self) -> Self:
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size, init=_init_connection
+                self._dsn, min_size=self._min_size, max_size=self._max_size, init=init_connection
             )
         except ValueError as exc:  # a malformed DSN (ClientConfigurationError is one too)
             raise self._permanent("invalid DSN for", exc) from None
@@ -160,33 +125,7 @@ class PostgresStore:
 
     async def _migrate(self) -> None:
         """Apply the migrations this database lacks, once, even with many workers starting."""
-        await self._run(self._migrate_on)
-
-    async def _migrate_on(self, conn: Any) -> None:
-        quoted = f'"{self.schema}"'
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{quoted}")
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {quoted}.schema_version "
-                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            current = await conn.fetchval(
-                f"SELECT coalesce(max(version), 0) FROM {quoted}.schema_version"
-            )
-            latest = MIGRATIONS[-1][0]
-            if current > latest:
-                raise PermanentError(
-                    f"state schema {quoted} is at version {current}, newer than this streamx "
-                    f"knows ({latest}): upgrade streamx before running it on this database"
-                )
-            for version, statements in MIGRATIONS:
-                if version > current:
-                    for statement in statements:
-                        await conn.execute(statement.format(schema=quoted))
-                    await conn.execute(
-                        f"INSERT INTO {quoted}.schema_version (version) VALUES ($1)", version
-                    )
+        await self._run(lambda conn: migrate(conn, self.schema))
 
     async def schema_version(self) -> int:
         """The migration version the database is at (for ``streamx status`` and tests)."""
@@ -203,8 +142,8 @@ class PostgresStore:
         if not rows:
             return 0
         for row in rows:
-            _check_status(row.status)
-        columns = list(zip(*(_insert_values(row) for row in rows), strict=True))
+            check_status(row.status)
+        columns = list(zip(*(insert_values(row) for row in rows), strict=True))
         inserted = await self._run(
             lambda conn: conn.fetch(
                 f"INSERT INTO {self._table} (key, spec, status, remote_id, attempts, last_error,"
@@ -223,32 +162,32 @@ class PostgresStore:
 
     async def get(self, key: str) -> ExportState | None:
         row = await self._run(
-            lambda conn: conn.fetchrow(f"SELECT {_COLUMNS} FROM {self._table} WHERE key = $1", key)
+            lambda conn: conn.fetchrow(f"SELECT {COLUMNS} FROM {self._table} WHERE key = $1", key)
         )
-        return None if row is None else _to_state(row)
+        return None if row is None else to_state(row)
 
     async def list(self, statuses: Collection[ExportStatus] | None = None) -> Sequence[ExportState]:
-        wanted = None if statuses is None else _checked_statuses(statuses)
+        wanted = None if statuses is None else checked_statuses(statuses)
         rows = await self._run(
             lambda conn: conn.fetch(
-                f"SELECT {_COLUMNS} FROM {self._table}"
+                f"SELECT {COLUMNS} FROM {self._table}"
                 " WHERE $1::text[] IS NULL OR status = ANY($1::text[]) ORDER BY created_at, key",
                 wanted,
             )
         )
-        return [_to_state(row) for row in rows]
+        return [to_state(row) for row in rows]
 
     async def update(
         self, key: str, changes: Mapping[str, Any], *, now: float, owner: str | None = None
     ) -> ExportState:
-        assignments, values = _assignments(changes)
+        columns, values = assignments(changes)
         lease = "" if owner is None else " AND lease_owner = $3 AND lease_expires > $2"
         params: list[Any] = [key, now] + ([] if owner is None else [owner]) + values
         first = len(params) - len(values) + 1
-        sets = ", ".join(f"{name} = ${first + i}" for i, name in enumerate(assignments))
+        sets = ", ".join(f"{name} = ${first + i}" for i, name in enumerate(columns))
         sql = (
             f"UPDATE {self._table} SET {sets}{', ' if sets else ''}updated_at = $2"
-            f" WHERE key = $1{lease} RETURNING {_COLUMNS}"
+            f" WHERE key = $1{lease} RETURNING {COLUMNS}"
         )
 
         async def apply(conn: Any) -> tuple[Any, Any]:
@@ -259,7 +198,7 @@ class PostgresStore:
 
         row, exists = await self._run(apply)
         if row is not None:
-            return _to_state(row)
+            return to_state(row)
         if not exists:
             raise KeyError(key)
         raise LeaseLostError(f"{owner} no longer holds the lease on {key!r}")
@@ -281,16 +220,16 @@ class PostgresStore:
             " AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires <= $2)"
             " ORDER BY created_at, key LIMIT $3 FOR UPDATE SKIP LOCKED)"
             f" UPDATE {self._table} AS e SET lease_owner = $4, lease_expires = $5"
-            f" FROM picked WHERE e.key = picked.key RETURNING {_prefixed('e')}"
+            f" FROM picked WHERE e.key = picked.key RETURNING {prefixed('e')}"
         )
-        args = (_checked_statuses(statuses), now, limit, owner, now + lease_seconds)
+        args = (checked_statuses(statuses), now, limit, owner, now + lease_seconds)
 
         async def pick(conn: Any) -> Any:
             async with conn.transaction():
                 return await conn.fetch(sql, *args)
 
         rows = await self._run(pick)
-        claimed = [_to_state(row) for row in rows]
+        claimed = [to_state(row) for row in rows]
         return sorted(claimed, key=lambda state: (state.created_at, state.key))
 
     async def renew(
@@ -387,13 +326,6 @@ def _discard(conn: Any) -> None:
         conn.terminate()
 
 
-async def _init_connection(conn: Any) -> None:
-    """JSON columns travel as text encoded/decoded with orjson (keys and values verbatim)."""
-    await conn.set_type_codec(
-        "jsonb", encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog", format="text"
-    )
-
-
 def _dsn_secrets(dsn: str) -> list[str]:
     """The DSN's password, raw and percent-decoded (empty when there is none)."""
     try:
@@ -403,79 +335,6 @@ def _dsn_secrets(dsn: str) -> list[str]:
     if not password:
         return []
     return sorted({password, unquote(password)}, key=len, reverse=True)
-
-
-def _encode_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _insert_values(row: ExportState) -> tuple[Any, ...]:
-    return (
-        row.key,
-        dict(row.spec),
-        row.status,
-        row.remote_id,
-        row.attempts,
-        row.last_error,
-        row.bytes_done,
-        row.parts_done,
-        None if row.checkpoint is None else dict(row.checkpoint),
-        row.manifest_location,
-        dict(row.extra),
-    )
-
-
-def _assignments(changes: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
-    unknown = sorted(set(changes) - UPDATABLE)
-    if unknown:
-        raise ValueError(f"cannot update {', '.join(unknown)} (updatable: {sorted(UPDATABLE)})")
-    names, values = [], []
-    for name, value in changes.items():
-        if value is None and name in _NOT_NULL:
-            raise ValueError(f"{name} cannot be set to None")
-        if name == "status":
-            _check_status(value)
-        if name in ("checkpoint", "extra") and value is not None:
-            value = dict(value)
-        names.append(name)
-        values.append(value)
-    return names, values
-
-
-def _check_status(status: object) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"unknown export status {status!r} (known: {', '.join(STATUSES)})")
-
-
-def _checked_statuses(statuses: Iterable[ExportStatus]) -> list[str]:
-    wanted = list(statuses)
-    for status in wanted:
-        _check_status(status)
-    return cast(list[str], wanted)
-
-
-def _prefixed(alias: str) -> str:
-    return ", ".join(f"{alias}.{name.strip()}" for name in _COLUMNS.split(","))
-
-
-def _to_state(row: Mapping[str, Any]) -> ExportState:
-    return ExportState(
-        key=row["key"],
-        spec=row["spec"],
-        status=row["status"],
-        remote_id=row["remote_id"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        bytes_done=row["bytes_done"],
-        parts_done=row["parts_done"],
-        checkpoint=row["checkpoint"],
-        manifest_location=row["manifest_location"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        lease_owner=row["lease_owner"],
-        lease_expires=row["lease_expires"],
-        extra=row["extra"],
-    )
 
 
 __all__ = ["MIGRATIONS", "PostgresStore"]

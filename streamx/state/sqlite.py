@@ -16,7 +16,8 @@ lock before reading, so two processes claiming at once (two backfills on one hos
 same row. Updates with an ``owner`` check the lease in the same transaction.
 
 Migrations: :data:`MIGRATIONS` is an ordered, append-only list of scripts; ``schema_version``
-records which ran. A database newer than this streamx is refused rather than misread.
+records which ran. A database newer than this streamx is refused rather than misread. Rows are
+mapped to and from :class:`~streamx.state.base.ExportState` by :mod:`streamx.state.sqlite_rows`.
 """
 
 from __future__ import annotations
@@ -26,19 +27,12 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
-
-import orjson
+from typing import Any, Self, TypeVar
 
 from streamx.exceptions import PermanentError, TransientError
-from streamx.state.base import (
-    OPEN_STATUSES,
-    STATUSES,
-    UPDATABLE,
-    ExportState,
-    ExportStatus,
-    LeaseLostError,
-)
+from streamx.state.base import OPEN_STATUSES, ExportState, ExportStatus, LeaseLostError
+from streamx.state.checks import check_status, checked_statuses
+from streamx.state.sqlite_rows import COLUMNS, assignments, insert_values, to_state
 from streamx.state.sqlite_thread import SQLiteThread, immediate
 
 T = TypeVar("T")
@@ -78,12 +72,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
 )
 
-_COLUMNS = (
-    "key, spec, status, remote_id, attempts, last_error, bytes_done, parts_done, checkpoint, "
-    "manifest_location, created_at, updated_at, lease_owner, lease_expires, extra"
-)
-_JSON_COLUMNS = frozenset({"checkpoint", "extra"})
-_NOT_NULL = frozenset({"status", "attempts", "bytes_done", "parts_done", "extra"})
 #: How long a connection waits for another process's write lock before failing.
 BUSY_TIMEOUT_MS = 30_000
 
@@ -125,22 +113,21 @@ class SQLiteStore:
 
     async def add(self, rows: Sequence[ExportState], *, now: float) -> int:
         for row in rows:
-            _check_status(row.status)
-        values = [_insert_values(row, now) for row in rows]
+            check_status(row.status)
+        values = [insert_values(row, now) for row in rows]
         return await self._call(self._add, values) if values else 0
 
     async def get(self, key: str) -> ExportState | None:
         return await self._call(self._get, key)
 
     async def list(self, statuses: Collection[ExportStatus] | None = None) -> Sequence[ExportState]:
-        wanted = None if statuses is None else _checked_statuses(statuses)
+        wanted = None if statuses is None else checked_statuses(statuses)
         return await self._call(self._list, wanted)
 
     async def update(
         self, key: str, changes: Mapping[str, Any], *, now: float, owner: str | None = None
     ) -> ExportState:
-        assignments = _assignments(changes)
-        return await self._call(self._update, key, assignments, now, owner)
+        return await self._call(self._update, key, assignments(changes), now, owner)
 
     async def claim(
         self,
@@ -153,7 +140,7 @@ class SQLiteStore:
     ) -> Sequence[ExportState]:
         if limit <= 0:
             return []
-        wanted = _checked_statuses(statuses)
+        wanted = checked_statuses(statuses)
         return await self._call(self._claim, owner, now, now + lease_seconds, limit, wanted)
 
     async def renew(
@@ -242,23 +229,22 @@ class SQLiteStore:
     def _get(self, key: str) -> ExportState | None:
         row = (
             self._connection()
-            .execute(f"SELECT {_COLUMNS} FROM exports WHERE key = ?", (key,))
+            .execute(f"SELECT {COLUMNS} FROM exports WHERE key = ?", (key,))
             .fetchone()
         )
-        return None if row is None else _to_state(row)
+        return None if row is None else to_state(row)
 
     def _list(self, statuses: _Keys | None) -> _Rows:
         conn = self._connection()
         if statuses is None:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM exports ORDER BY created_at, key")
+            rows = conn.execute(f"SELECT {COLUMNS} FROM exports ORDER BY created_at, key")
         else:
             marks = ", ".join("?" for _ in statuses)
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM exports WHERE status IN ({marks}) "
-                "ORDER BY created_at, key",
+                f"SELECT {COLUMNS} FROM exports WHERE status IN ({marks}) ORDER BY created_at, key",
                 statuses,
             )
-        return [_to_state(row) for row in rows.fetchall()]
+        return [to_state(row) for row in rows.fetchall()]
 
     def _update(
         self, key: str, assignments: _Assignments, now: float, owner: str | None
@@ -277,8 +263,8 @@ class SQLiteStore:
             conn.execute(
                 f"UPDATE exports SET {sets}updated_at = ? WHERE key = ?", [*values, now, key]
             )
-            state = conn.execute(f"SELECT {_COLUMNS} FROM exports WHERE key = ?", (key,))
-            return _to_state(state.fetchone())
+            state = conn.execute(f"SELECT {COLUMNS} FROM exports WHERE key = ?", (key,))
+            return to_state(state.fetchone())
 
     def _claim(self, owner: str, now: float, expires: float, limit: int, statuses: _Keys) -> _Rows:
         conn = self._connection()
@@ -336,8 +322,8 @@ class SQLiteStore:
     @staticmethod
     def _rows(conn: sqlite3.Connection, keys: _Keys) -> _Rows:
         marks = ", ".join("?" for _ in keys)
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM exports WHERE key IN ({marks})", keys)
-        return [_to_state(row) for row in rows.fetchall()]
+        rows = conn.execute(f"SELECT {COLUMNS} FROM exports WHERE key IN ({marks})", keys)
+        return [to_state(row) for row in rows.fetchall()]
 
 
 def _statements(script: str) -> list[str]:
@@ -353,82 +339,6 @@ def _chunks(keys: _Keys, size: int = 500) -> Iterable[list[str]]:
 def _holds(row: tuple[Any, ...], owner: str, now: float) -> bool:
     lease_owner, lease_expires = row[0], row[1]
     return bool(lease_owner == owner and lease_expires is not None and lease_expires > now)
-
-
-def _json(value: Mapping[str, Any] | None) -> str | None:
-    return None if value is None else orjson.dumps(dict(value)).decode()
-
-
-def _insert_values(row: ExportState, now: float) -> tuple[Any, ...]:
-    return (
-        row.key,
-        _json(row.spec),
-        row.status,
-        row.remote_id,
-        row.attempts,
-        row.last_error,
-        row.bytes_done,
-        row.parts_done,
-        _json(row.checkpoint),
-        row.manifest_location,
-        _json(row.extra),
-        now,
-        now,
-    )
-
-
-def _assignments(changes: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    unknown = sorted(set(changes) - UPDATABLE)
-    if unknown:
-        raise ValueError(f"cannot update {', '.join(unknown)} (updatable: {sorted(UPDATABLE)})")
-    assignments: _Assignments = []
-    for name, value in changes.items():
-        if value is None and name in _NOT_NULL:
-            raise ValueError(f"{name} cannot be set to None")
-        if name == "status":
-            _check_status(value)
-        if name in _JSON_COLUMNS:
-            value = _json(value)
-        assignments.append((name, value))
-    return assignments
-
-
-def _check_status(status: object) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"unknown export status {status!r} (known: {', '.join(STATUSES)})")
-
-
-def _checked_statuses(statuses: Iterable[ExportStatus]) -> list[str]:
-    wanted = list(statuses)
-    for status in wanted:
-        _check_status(status)
-    return cast(list[str], wanted)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-def _to_state(row: tuple[Any, ...]) -> ExportState:
-    (key, spec, status, remote_id, attempts, last_error, bytes_done, parts_done, checkpoint,
-     manifest, created, updated, lease_owner, lease_expires, extra) = row  # fmt: skip
-    return ExportState(
-        key=key,
-        spec=_loads(spec),
-        status=status,
-        remote_id=remote_id,
-        attempts=attempts,
-        last_error=last_error,
-        bytes_done=bytes_done,
-        parts_done=parts_done,
-        checkpoint=_loads(checkpoint),
-        manifest_location=manifest,
-        created_at=created,
-        updated_at=updated,
-        lease_owner=lease_owner,
-        lease_expires=lease_expires,
-        extra=_loads(extra) or {},
-    )
 
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
