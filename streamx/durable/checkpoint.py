@@ -39,6 +39,7 @@ from streamx.manifest import PartInfo, SourceFile
 from streamx.pipeline import FileStats
 from streamx.publish import PublisherState
 from streamx.sinks.base import PartUpload, Sink
+from streamx.sinks.local import write_all
 from streamx.vendors.base import ResultFile
 
 #: Bumped when the checkpoint layout changes; an unknown version is ignored (clean restart).
@@ -274,7 +275,7 @@ class QuarantineSpool:
         if handle is None:
             raise SinkError(f"quarantine spool {self.path} is closed")
         try:
-            await asyncio.to_thread(_write_all, handle, data)
+            await asyncio.to_thread(write_all, handle, data)
         except OSError as exc:
             raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self._length += len(data)
@@ -332,15 +333,6 @@ def _open_spool(path: Path, length: int) -> FileIO:
         handle.close()
         raise
     return handle
-
-
-def _write_all(handle: FileIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = handle.write(view)
-        if written is None:
-            raise BlockingIOError(f"short write to {handle.name!r}")
-        view = view[written:]
 
 
 async def remove_spool(path: Path) -> None:

@@ -40,7 +40,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_all(handle: FileIO, data: bytes) -> None:
+def write_all(handle: FileIO, data: bytes) -> None:
     """Write all of ``data`` to an unbuffered file (a raw write may be partial)."""
     view = memoryview(data)
     while view:
@@ -134,7 +134,7 @@ class LocalPartUpload:
             if self._handle is None:
                 raise SinkError(f"cannot write {self._final}: upload closed")
             try:
-                _write_all(self._handle, data)
+                write_all(self._handle, data)
             except OSError as exc:
                 raise _error("write", self._temp, exc) from exc
 
