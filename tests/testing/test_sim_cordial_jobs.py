@@ -17,7 +17,7 @@ import pytest_asyncio
 from sim_helpers import poll_json
 
 from streamx.testing import CordialSim, Faults, ManualClock, StaticRows
-from streamx.testing.cordial_sim import basic_authorization
+from streamx.testing.cordial_http import basic_authorization
 from streamx.testing.faults import ROUTE_CORDIAL_EXPORT, ROUTE_CORDIAL_JOB
 
 ACTIVITY: list[dict[str, Any]] = [

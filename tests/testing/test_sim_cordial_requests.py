@@ -14,7 +14,8 @@ from multidict import MultiDict, MultiDictProxy
 from sim_helpers import poll_json
 
 from streamx.testing import CordialSim, ManualClock, StaticRows
-from streamx.testing.cordial_sim import basic_authorization, parse_form
+from streamx.testing.cordial_http import basic_authorization
+from streamx.testing.cordial_rules import parse_form
 
 # The example requests of cordial-contactactivityexport.txt, verbatim.
 ACTIVITY_EXAMPLES: list[dict[str, Any]] = [
