@@ -470,7 +470,7 @@ other engineers' work: figures are pessimistic when it is well above 0).
 
 ### JSON lines .gz input
 
-The fast path here is Arrow blocks of JSON lines (`streamx/columnar/jsonblock.py`: 1 MiB
+The fast path here is Arrow blocks of JSON lines (`streamx/columnar/jsonblock.py`: 768 KiB
 blocks, each checked to be reproduced byte for byte, in worker threads). The row path
 (`STREAMX_FASTPATH=0`) works 256 KiB blocks in a helper process and a worker thread
 (`streamx/offload.py`, line formats only), or in one process with `STREAMX_OFFLOAD=0` too.
@@ -612,8 +612,25 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   keys is reordered by a line that has them all. Per row at 2000-row blocks, one thread:
   Arrow's parse 5.0 us, the write-back check 4.6 us, normalize 1.2 us, encode 2.2 us, against
   ~24 us on the row path; per block ~100 kernel calls cost ~5 ms whatever its size, so blocks
-  are 1 MiB (300k rows to JSON lines .gz, two in flight: 256 KiB 7.9 s, 512 KiB 5.5 s, 1 MiB
-  4.5 s / 97 MiB, 2 MiB 4.0 s / 124 MiB), in threads (the helper process: 5.3 s).
+  are large (300k rows to JSON lines .gz, two in flight: 256 KiB 7.9 s, 512 KiB 5.5 s, 1 MiB
+  4.5 s / 97 MiB, 2 MiB 4.0 s / 124 MiB), in threads (the helper process: 5.3 s). They were
+  1 MiB until a run on this kernel peaked at 99-101 MiB (500k rows, two runs each: 1 MiB
+  4.1-4.3 s / 99-101 MiB, 768 KiB 4.2-4.6 s / 96-98 MiB, 512 KiB 4.8-5.1 s / 90 MiB): 768 KiB
+  is shipped.
+- **JSON lines fast path, time holding the GIL** (`py-spy --gil`, 500k rows to plain JSON
+  lines, on a machine busy with other work): a quarter of it was the block's check for rare
+  escapes: three `bytes` membership tests with two-byte needles (`\\u`, `\\b`, `\\f`), which
+  CPython does not search with memchr: 3.0 ms per 1 MiB block of this JSON (~3,000
+  backslashes per MiB). Arrow's RE2 (`\\\\[ubf]`, led by a literal) takes 0.05 ms and releases
+  the GIL (a test keeps blocks with control characters on the fast path). Next in line:
+  copying blocks out of the input buffer (~12%) and the encoded output into `bytes` (~7%).
+  2M rows to JSON lines .gz: 29.9 s in the previous run, 17.5 s in the first run of this
+  code, in which DuckDB, too, was faster than before (45.9 -> 34.3 s), so the ratio rose from
+  1.54x to 1.96x.
+- **Zero-copy output, not kept:** handing Arrow's output buffer to the sink as a `memoryview`
+  instead of copying it into `bytes` (500k rows, machine shared, three runs each): CSV input
+  3.1-3.5 s against 3.2-3.3 s, JSON lines input 5.9-6.4 s against 5.5-6.1 s. No measurable
+  gain for a wider sink interface.
 """
 
 

@@ -4,7 +4,7 @@ A JSON lines file is cut at newlines (which never occur inside a JSON string) in
 whole lines, worked on out of order and written in input order
 (:class:`~streamx.ordered.OrderedWrites`). A block is worked on in one of two ways:
 
-* **Arrow** (:func:`arrow_block`, with pyarrow): 1 MiB blocks parsed, checked, normalized and
+* **Arrow** (:func:`arrow_block`, with pyarrow): 768 KiB blocks parsed, checked, normalized and
   encoded column-wise in worker threads (:mod:`streamx.columnar.jsonblock`), for any output
   format; a block Arrow cannot reproduce exactly goes to the row parser in its place.
 * **The row path's own code** (:func:`work_block`): the row path is Python for every row
@@ -50,8 +50,10 @@ BLOCK_BYTES = 256 * 1024
 IN_FLIGHT = 4
 #: Bytes of whole lines per Arrow block: Arrow's cost per block (~100 kernel calls) needs
 #: large blocks (300k rows to JSON lines .gz: 256 KiB 7.9 s, 512 KiB 5.5 s, 1 MiB 4.5 s,
-#: 2 MiB 4.0 s for 97 -> 124 MiB peak RSS).
-ARROW_BLOCK_BYTES = 1024 * 1024
+#: 2 MiB 4.0 s for 97 -> 124 MiB peak RSS), and peak RSS must stay under 100 MiB (500k rows,
+#: two runs each: 512 KiB 4.8-5.1 s / 90 MiB, 768 KiB 4.2-4.6 s / 96-98 MiB, 1 MiB 4.1-4.3 s
+#: / 99-101 MiB, of which ~45 MiB are library pages).
+ARROW_BLOCK_BYTES = 768 * 1024
 #: Arrow blocks started but not yet written, at most.
 ARROW_IN_FLIGHT = 2
 #: Blocks of a file worked on in threads before the helper is used (small files never start it).
@@ -140,7 +142,7 @@ def open_offload(
 class JsonLinesOffload:
     """Feed decoded bytes; :meth:`feed`/:meth:`finish` hand back bytes of a file it declines.
 
-    Two ways to work a block: with Arrow (``arrow``: 1 MiB blocks in worker threads, any
+    Two ways to work a block: with Arrow (``arrow``: 768 KiB blocks in worker threads, any
     output format; a block Arrow cannot reproduce exactly is parsed by the row parser in the
     event loop's process, in its place) or with the row path's own code (``rows``: 256 KiB
     blocks, the helper process and a thread; line formats only). A file starts with Arrow
