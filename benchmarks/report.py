@@ -63,13 +63,25 @@ def machine() -> str:
     )
 
 
+def measured_on() -> str:
+    """The line that ends every section: when, and on which kernel, its figures were taken.
+
+    Why per section: a benchmark can be rerun alone, so sections measured months apart sit
+    under one machine header; the kernel alone moved peak RSS by ~30 MiB here (see
+    :data:`FILE_RSS_NOTE`).
+    """
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    return f"_Measured {day} on Linux {platform.release()}, {os.cpu_count()} cores._"
+
+
 def update_section(name: str, markdown: str, *, path: Path = RESULTS) -> None:
-    """Replace (or append) the section ``name`` of RESULTS.md with ``markdown``; the machine
-    section is refreshed at the same time."""
+    """Replace (or append) the section ``name`` of RESULTS.md with ``markdown`` and the
+    :func:`measured_on` line; the machine section is refreshed at the same time."""
     with _locked(path):
         text = path.read_text() if path.exists() else HEADER
         text = _replace(text, "machine", machine())
-        _write(path, _replace(text, name, markdown.strip() + "\n"))
+        body = f"{markdown.strip()}\n\n{measured_on()}\n"
+        _write(path, _replace(text, name, body))
 
 
 @contextlib.contextmanager

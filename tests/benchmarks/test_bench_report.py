@@ -6,6 +6,7 @@ import ctypes
 import mmap
 import multiprocessing
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def test_sections_are_replaced_in_place_and_others_kept(tmp_path: Path) -> None:
     assert text.count("<!-- bench:alpha -->") == 1 and "3 MB/s" in text and "1 MB/s" not in text
     assert "2 MB/s" in text
     assert text.index("bench:machine") < text.index("bench:alpha") < text.index("bench:beta")
+    stamp = f"on Linux {platform.release()}, {os.cpu_count()} cores._"
+    assert text.count(stamp) == 2  # each section says where its figures were taken
 
 
 def _write_sections(path: Path, name: str) -> None:
