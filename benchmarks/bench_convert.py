@@ -634,7 +634,8 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
 - **Not kept this session** (500k rows, quiet machine, three runs each alternating): more CSV
   blocks in flight (to JSON lines .gz: 3 blocks 2.9-3.0 s / 90 MiB, 4 blocks 2.8-3.2 s / +4
   MiB, 5 blocks 2.9-3.1 s / +6 MiB); a shorter GIL switch interval (5, 1 and 0.2 ms: within
-  noise on both inputs).
+  noise on both inputs); Parquet writer pages of 128 KiB (data and dictionary) or no
+  dictionaries at all (CSV to Parquet: 109-110 MiB either way).
 - **The machine changed between sessions** (kernel fc-v782 -> fc-v1300, same 2 cores): DuckDB
   to gzipped JSON lines went from 49.9 to 32.4-32.8 s on CSV input and streamx's fast path
   from 18.6 to 13.1-13.6 s, so the 2.5x target, met at 2.62-2.69x in three earlier runs, is
