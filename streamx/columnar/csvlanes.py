@@ -10,11 +10,13 @@ the columnar parser decides identically.** Every byte goes to exactly one lane, 
   lane takes over at that record boundary.
 * The fast lane cuts blocks of whole, well-formed records with the row parser's own validator
   (:func:`~streamx.codecs.csv.valid_run`): every quote well placed, no bare CR outside quotes,
-  no record longer than ``max_field_bytes``. Such a block is handed to pyarrow as a
-  :class:`Block`; if pyarrow or the vectorized normalizer still finds something (a row with the
-  wrong field count, invalid UTF-8, a value that does not convert), the caller hands the block
-  back with :meth:`CsvLanes.reject` and the row parser parses it instead, quarantining exactly
-  the rows the row path would.
+  no record longer than ``max_field_bytes``. A quicker check may say yes first
+  (:mod:`streamx.columnar.csvcheck`: RE2, without the GIL) for a block ending at the last
+  newline outside quotes; the validator runs only when it says no. Such a block is handed to
+  pyarrow as a :class:`Block`; if pyarrow or the vectorized normalizer still finds something
+  (a row with the wrong field count, invalid UTF-8, a value that does not convert), the caller
+  hands the block back with :meth:`CsvLanes.reject` and the row parser parses it instead,
+  quarantining exactly the rows the row path would.
 * Anything else (a malformed record, a record too long for a block, the end of a file cut inside
   a quoted field) goes to the slow lane, which keeps it until it is back at a record boundary;
   then the fast lane resumes. Errors (:class:`FieldTooLargeError`, an unclosed quote at the end)
@@ -26,12 +28,15 @@ Memory: the buffer holds at most one block plus one fed chunk (or one record up 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from streamx.codecs.base import ParsedItem
 from streamx.codecs.csv import CsvParser, valid_run
+
+#: A quicker yes for :func:`valid_run` on a whole block (see :mod:`streamx.columnar.csvcheck`).
+WholeRecords = Callable[[bytes], bool]
 
 #: Decoded bytes per columnar block: large enough to amortize per-call costs of the Arrow
 #: kernels, small enough that a block's Arrow data and its encoded output stay a few MB
@@ -58,10 +63,17 @@ class CsvLanes:
     """Feed decoded bytes; iterate the steps: :class:`Block` (fast) or parsed items (slow)."""
 
     def __init__(
-        self, parser: CsvParser, *, delimiter: str, max_record_bytes: int, block_bytes: int
+        self,
+        parser: CsvParser,
+        *,
+        delimiter: str,
+        max_record_bytes: int,
+        block_bytes: int,
+        whole_records: WholeRecords | None = None,
     ) -> None:
         self._parser = parser
         self._delimiter = delimiter
+        self._whole_records = whole_records
         self._max = max_record_bytes
         self._block = max(1, min(block_bytes, max_record_bytes))
         self._buf = bytearray()
@@ -110,16 +122,34 @@ class CsvLanes:
         if not final and len(buf) < self._block:
             return None
         end = self._block_end(final)
-        cut = valid_run(buf, 0, min(end, self._max), self._delimiter)[0] if end else 0
-        if cut == 0:
+        block = self._checked_block(min(end, self._max)) if end else None
+        if block is None:
             if end or final or len(buf) > self._max:
                 self._to_slow()  # malformed or too long: the row parser decides
             return None
-        with memoryview(buf) as view:
-            block = Block(bytes(view[:cut]), self._line)  # one copy (``buf[:cut]`` is two)
-        del buf[:cut]
+        del buf[: len(block.data)]
         self._line += block.data.count(b"\n")
         return block
+
+    def _checked_block(self, stop: int) -> Block | None:
+        """The longest run of whole, well-formed records in ``buf[:stop]`` (``None``: none).
+
+        The quick way first: the run is what ends at the last newline outside quotes if the
+        quotes are well placed, and the check (RE2, without the GIL) says whether they are.
+        """
+        buf = self._buf
+        if self._whole_records is not None:
+            cut = _end_outside_quotes(buf, stop)
+            if cut:
+                block = self._block_at(cut)
+                if self._whole_records(block.data):
+                    return block
+        cut = valid_run(buf, 0, stop, self._delimiter)[0]
+        return self._block_at(cut) if cut else None
+
+    def _block_at(self, cut: int) -> Block:
+        with memoryview(self._buf) as view:
+            return Block(bytes(view[:cut]), self._line)  # one copy (``buf[:cut]`` is two)
 
     def _block_end(self, final: bool) -> int:
         """Where the next block may end: the last newline within ``block_bytes`` (so a block
@@ -155,3 +185,17 @@ class CsvLanes:
         if not final and not parser.pending and parser.columns is not None:
             self._fast, self._line = True, parser.line
         return True, items
+
+
+def _end_outside_quotes(buf: bytearray, stop: int) -> int:
+    """Index after the last newline in ``buf[:stop]`` preceded by an even number of quotes
+    (0 if none): the last record end, provided every quote before it is well placed."""
+    quotes = buf.count(b'"', 0, stop)
+    while True:
+        newline = buf.rfind(b"\n", 0, stop)
+        if newline < 0:
+            return 0
+        quotes -= buf.count(b'"', newline, stop)
+        if quotes % 2 == 0:
+            return newline + 1
+        stop = newline

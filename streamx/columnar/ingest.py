@@ -99,15 +99,18 @@ class ColumnarIngest:
             return held
         self._stats.format = "csv"
         from streamx.columnar.csvblock import encode_block  # pyarrow: only for files it serves
+        from streamx.columnar.csvcheck import whole_records_check
         from streamx.columnar.kernels import use_lean_memory_pool
 
         use_lean_memory_pool()
         self._encode = encode_block
+        delimiter = self._csv_options.get("delimiter", ",")
         self._lanes = CsvLanes(
             CsvParser(**self._csv_options),
-            delimiter=self._csv_options.get("delimiter", ","),
+            delimiter=delimiter,
             max_record_bytes=self._csv_options.get("max_field_bytes", _MAX_RECORD),
             block_bytes=BLOCK_BYTES,
+            whole_records=whole_records_check(delimiter),
         )
         await self._run(self._lanes.feed(held))
         return None
