@@ -29,6 +29,7 @@ from functools import cache, partial
 from types import TracebackType
 from typing import Any
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import StreamxError
 from streamx.export_paths import ExportPaths, check_dt, check_names
 from streamx.manifest import Manifest, PartInfo, SourceFile
@@ -119,7 +120,7 @@ class Publisher:
         """The output format (``jsonl``, ``csv``, ``parquet``)."""
         return self._options.format
 
-    async def write_encoded(self, data: bytes, ends: Sequence[int], *, rows: int) -> None:
+    async def write_encoded(self, data: Bytes, ends: Sequence[int], *, rows: int) -> None:
         """Write records already encoded in this publisher's line format (jsonl, csv).
 
         For producers that encode without a Python object per record (the columnar fast path):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, cast
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import ConfigError, StreamxError
 from streamx.manifest import PartInfo
 from streamx.sinks.base import PartUpload, Sink
@@ -69,7 +70,7 @@ def check_options(options: OutputOptions) -> None:
 class _Published:
     """The upload of a part a previous process already published: nothing left to do."""
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         raise StreamxError("a restored part cannot be written")
 
     async def finish(self) -> None:
@@ -94,7 +95,7 @@ class _Part:
         self.raw_bytes = 0
         self.stored_bytes = 0
 
-    async def write(self, data: bytes, records: int) -> None:
+    async def write(self, data: Bytes, records: int) -> None:
         self.records += records
         self.raw_bytes += len(data)
         if len(data) >= THREAD_MIN_BYTES:
@@ -119,12 +120,12 @@ class _Part:
             sha256=self._sha256.hexdigest(),
         )
 
-    def _compress(self, data: bytes) -> bytes:
+    def _compress(self, data: Bytes) -> Bytes:
         out = self._compressor.compress(data)
         self._account(out)
         return out
 
-    def _account(self, stored: bytes) -> None:
+    def _account(self, stored: Bytes) -> None:
         if stored:
             self._sha256.update(stored)
             self.stored_bytes += len(stored)
@@ -186,7 +187,7 @@ class RollingParts:
             chunks = self._lines.encode(records)
         await self.write_block(b"".join(chunks), list(accumulate(map(len, chunks))))
 
-    async def write_block(self, data: bytes, ends: Sequence[int]) -> None:
+    async def write_block(self, data: Bytes, ends: Sequence[int]) -> None:
         """Write encoded records, rolling to a new part at the record or byte limit.
 
         ``ends[i]`` is the offset in ``data`` just after record ``i``.

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from streamx.bytes_like import Bytes
 from streamx.columnar.arrowbatch import record_batch
 from streamx.columnar.csvtext import csv_lines
 from streamx.columnar.jsontext import has_rare, json_lines
@@ -31,7 +32,7 @@ class Encoded:
     """A block's records in the output format: ``data``/``ends`` (lines) or ``batch`` (Arrow)."""
 
     rows: int
-    data: bytes = b""
+    data: Bytes = b""
     ends: Any = ()
     batch: Any = None
 

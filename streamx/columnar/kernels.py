@@ -52,12 +52,13 @@ def record_ends(array: Any) -> Sequence[int]:
     return offsets[1 : len(array) + 1]
 
 
-def data_of(array: Any) -> bytes:
-    """The values of a freshly built (unsliced, non-null) string array as one ``bytes``."""
+def data_of(array: Any) -> memoryview:
+    """The values of a freshly built (unsliced, non-null) string array, back to back: a view
+    of Arrow's buffer, not a copy (see :mod:`streamx.bytes_like`)."""
     if len(array) == 0:
-        return b""
+        return memoryview(b"")
     size = record_ends(array)[-1]
-    return bytes(memoryview(array.buffers()[2])[:size])
+    return memoryview(array.buffers()[2])[:size]
 
 
 def non_empty(array: Any) -> Any:

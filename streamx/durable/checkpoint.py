@@ -34,6 +34,7 @@ from io import FileIO
 from pathlib import Path
 from typing import Any
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import SinkError
 from streamx.manifest import PartInfo, SourceFile
 from streamx.pipeline import FileStats
@@ -173,7 +174,7 @@ class EagerUpload:
         self._inner = inner
         self._committed = False
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         await self._inner.write(data)
 
     async def finish(self) -> None:
@@ -202,7 +203,7 @@ class QuarantineSpool:
         self._relpath = relpath
         self._handle: FileIO | None = None
         self._length = length
-        self._pending: list[bytes] = []
+        self._pending: list[Bytes] = []
         self._pending_size = 0
         self._committed = False
 
@@ -218,7 +219,7 @@ class QuarantineSpool:
         """Bytes written so far (durable after :meth:`sync`)."""
         return self._length + self._pending_size
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= _SPOOL_BUFFER:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import SinkError
 
 
 class PartUpload(Protocol):
     """One object being written; invisible under its final name until :meth:`commit`."""
 
-    async def write(self, data: bytes) -> None:
-        """Append ``data``; awaiting it is the back-pressure that paces the producer."""
+    async def write(self, data: Bytes) -> None:
+        """Append ``data`` (``bytes`` or a read-only view: read, sliced and buffered, never
+        changed); awaiting it is the back-pressure that paces the producer."""
         ...
 
     async def finish(self) -> None:

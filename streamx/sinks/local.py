@@ -21,6 +21,7 @@ from collections.abc import Awaitable
 from io import FileIO
 from pathlib import Path
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import SinkError
 from streamx.sinks.base import split_relpath
 
@@ -40,7 +41,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_all(handle: FileIO, data: bytes) -> None:
+def write_all(handle: FileIO, data: Bytes) -> None:
     """Write all of ``data`` to an unbuffered file (a raw write may be partial)."""
     view = memoryview(data)
     while view:
@@ -62,7 +63,7 @@ class LocalPartUpload:
         self._temp = temp
         self._handle: FileIO | None = handle
         self._buffer_size = buffer_size
-        self._pending: list[bytes] = []
+        self._pending: list[Bytes] = []
         self._pending_size = 0
         self._state = "open"
         # Serializes the blocking calls: a write left running in its thread by a cancelled task
@@ -74,7 +75,7 @@ class LocalPartUpload:
         """The temporary file (for diagnostics; it disappears at commit or abort)."""
         return self._temp
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         if self._state != "open":
             raise SinkError(f"cannot write {self._final}: upload {self._state}")
         if not data:
@@ -129,7 +130,7 @@ class LocalPartUpload:
         self._pending_size = 0
         await asyncio.to_thread(self._write, data)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: Bytes) -> None:
         with self._io_lock:
             if self._handle is None:
                 raise SinkError(f"cannot write {self._final}: upload closed")

@@ -31,6 +31,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import ConfigError, SinkError
 from streamx.s3 import (
     MAX_PART_SIZE,
@@ -135,7 +136,7 @@ class S3PartUpload:
         """The multipart upload id, once one was started (for diagnostics)."""
         return self._upload_id
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         if self._state != "open":
             raise SinkError(f"cannot write {self.location}: upload {self._state}")
         view = memoryview(data)

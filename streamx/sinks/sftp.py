@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncssh
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import ConfigError, SinkError
 from streamx.sinks.base import split_relpath
 from streamx.ssh import SFTPSession, SSHConfig, sftp_reason
@@ -58,7 +59,7 @@ class SFTPPartUpload:
         self._url = url
         self._buffer_size = buffer_size
         self._fsync = fsync
-        self._pending: list[bytes] = []
+        self._pending: list[Bytes] = []
         self._pending_size = 0
         self._offset = 0
         self._state = "open"
@@ -68,7 +69,7 @@ class SFTPPartUpload:
         """The remote temporary file (for diagnostics; gone after commit or abort)."""
         return self._temp
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         if self._state != "open":
             raise SinkError(f"cannot write {self._url}: upload {self._state}")
         if not data:
@@ -131,7 +132,8 @@ class SFTPPartUpload:
     async def _drain(self) -> None:
         if not self._pending:
             return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        # bytes for asyncssh (a lone ``bytes`` is returned as it is, a view is copied)
+        data = b"".join(self._pending)
         self._pending.clear()
         self._pending_size = 0
         if self._handle is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import ConfigError
 
 
@@ -43,7 +44,7 @@ GZIP_BACKEND = "isal" if _isal_zlib is not None else "zlib"
 class Compressor(Protocol):
     """Incremental compressor: feed with :meth:`compress`, end the stream with :meth:`flush`."""
 
-    def compress(self, data: bytes) -> bytes: ...
+    def compress(self, data: Bytes) -> Bytes: ...
 
     def flush(self) -> bytes: ...
 
@@ -75,7 +76,7 @@ class Compression:
 class _Identity:
     """The ``none`` method: bytes pass through unchanged."""
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: Bytes) -> Bytes:
         return data
 
     def flush(self) -> bytes:
