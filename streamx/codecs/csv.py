@@ -341,7 +341,9 @@ def _split_lines(text: str, lone_cr: bool) -> Iterable[str]:
     return text.splitlines(keepends=True)
 
 
-def valid_run(buf: bytearray, pos: int, stop: int, delimiter: str = ",") -> tuple[int, bool]:
+def valid_run(
+    buf: bytes | bytearray, pos: int, stop: int, delimiter: str = ","
+) -> tuple[int, bool]:
     """End of the longest run of complete, well-formed records in ``buf[pos:stop]`` (``pos``
     when the first record is malformed or incomplete), and whether the run may hold a CR that
     is not part of a CRLF (inside a quoted field). ``pos`` must be at a record boundary.
@@ -352,7 +354,9 @@ def valid_run(buf: bytearray, pos: int, stop: int, delimiter: str = ",") -> tupl
     return _valid_run(_patterns(delimiter.encode("ascii")), buf, pos, stop)
 
 
-def _valid_run(patterns: _Patterns, buf: bytearray, pos: int, stop: int) -> tuple[int, bool]:
+def _valid_run(
+    patterns: _Patterns, buf: bytes | bytearray, pos: int, stop: int
+) -> tuple[int, bool]:
     valid = _end(patterns.batch, buf, pos, stop)  # every quote before here is well placed
     cut = _last_record_end(buf, pos, valid)
     if _LONE_CR.search(buf, pos, cut):  # a bare CR: check field by field
@@ -360,7 +364,7 @@ def _valid_run(patterns: _Patterns, buf: bytearray, pos: int, stop: int) -> tupl
     return cut, False
 
 
-def _last_record_end(buf: bytearray, pos: int, stop: int) -> int:
+def _last_record_end(buf: bytes | bytearray, pos: int, stop: int) -> int:
     """Index after the last newline outside quotes in ``buf[pos:stop]`` (``pos`` if none).
 
     Only valid when every quote in the range is well placed and quoted fields are complete:
@@ -377,7 +381,7 @@ def _last_record_end(buf: bytearray, pos: int, stop: int) -> int:
         stop = newline
 
 
-def _end(pattern: re.Pattern[bytes], buf: bytearray, pos: int, endpos: int) -> int:
+def _end(pattern: re.Pattern[bytes], buf: bytes | bytearray, pos: int, endpos: int) -> int:
     """End of ``pattern`` matched at ``pos`` (``pos`` itself when it does not match)."""
     found = pattern.match(buf, pos, endpos)
     return pos if found is None else found.end()

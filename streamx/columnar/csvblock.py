@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 
 from streamx.bytes_like import Bytes
 from streamx.columnar.arrowbatch import record_batch
+from streamx.columnar.csvlanes import Block
 from streamx.columnar.csvtext import csv_lines
 from streamx.columnar.jsontext import has_rare, json_lines
 from streamx.columnar.kernels import data_of, record_ends
@@ -37,7 +38,7 @@ class Encoded:
     batch: Any = None
 
 
-def read_block(data: bytes, names: list[str], delimiter: str) -> Any | None:
+def read_block(data: Bytes, names: list[str], delimiter: str) -> Any | None:
     """Parse whole CSV records into a table of string columns; ``None`` if pyarrow refuses."""
     read = pacsv.ReadOptions(column_names=names, block_size=_READ_BLOCK, use_threads=False)
     parse = pacsv.ParseOptions(
@@ -63,10 +64,10 @@ def read_block(data: bytes, names: list[str], delimiter: str) -> Any | None:
 
 
 def encode_block(
-    data: bytes, names: list[str], delimiter: str, plan: VectorPlan, ctx: ExportContext, fmt: str
+    block: Block, names: list[str], delimiter: str, plan: VectorPlan, ctx: ExportContext, fmt: str
 ) -> Encoded | None:
     """Parse, normalize and encode one block (``fmt``: jsonl, csv or parquet)."""
-    table = read_block(data, names, delimiter)
+    table = read_block(block.data, names, delimiter)
     if table is None:
         return None
     try:
@@ -75,7 +76,7 @@ def encode_block(
         return None
     if norm is None:
         return None
-    rare = has_rare(data)
+    rare = has_rare(block.source, block.start, block.stop)
     if fmt == "parquet":
         return Encoded(norm.rows, batch=record_batch(norm, ctx, rare))
     lines = (csv_lines if fmt == "csv" else json_lines)(norm, ctx, rare)

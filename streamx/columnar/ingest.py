@@ -136,7 +136,7 @@ class ColumnarIngest:
 
         def start() -> Awaitable[Any]:
             encode = self._encode
-            return asyncio.to_thread(encode, block.data, columns, delimiter, plan, self._ctx, fmt)
+            return asyncio.to_thread(encode, block, columns, delimiter, plan, self._ctx, fmt)
 
         await self._writes.add(start, lambda encoded: self._publish(block, encoded))
 
@@ -168,6 +168,6 @@ class ColumnarIngest:
             assert self._lanes is not None
             self._rejects = CsvParser(**{**self._csv_options, "header": self._lanes.columns})
         self._rejects.resume_at(block.line)
-        items = self._rejects.feed(block.data)
+        items = self._rejects.feed(bytes(block.data))
         assert not self._rejects.pending, "the row parser disagrees on a record boundary"
         return items

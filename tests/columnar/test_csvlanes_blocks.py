@@ -37,6 +37,6 @@ def test_a_record_longer_than_a_block_still_gets_through_whole() -> None:
     blocks = [step for step in steps if isinstance(step, Block)]
     rows = [item for step in steps if not isinstance(step, Block) for item in step]
     assert b"".join(block.data for block in blocks).count(b"\n") + len(rows) == 21
-    in_blocks = any(long_record in block.data for block in blocks)
+    in_blocks = any(long_record in bytes(block.data) for block in blocks)
     in_rows = any(getattr(item, "data", {}).get("b") == "q" * 500 for item in rows)
     assert in_blocks != in_rows  # exactly once, on either lane
