@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Final, cast
 
+from streamx.bytes_like import Bytes
 from streamx.codecs.base import ParsedItem, Row, raw_of
 from streamx.codecs.jsonl import JsonLinesParser
 from streamx.codecs.sniff import SNIFF_BYTES, sniff_format
@@ -42,6 +43,7 @@ from streamx.normalize.base import ExportContext, Normalizer
 from streamx.normalize.registry import NORMALIZERS, get_normalizer
 from streamx.ordered import OrderedWrites
 from streamx.publish import Publisher
+from streamx.unread import Unread
 from streamx.writers.encoders import Encoder, get_encoder
 
 #: Bytes of whole lines per block (~1000 activity rows: ~20 ms of work).
@@ -106,12 +108,14 @@ def work_block(
     return BlockResult(b"".join(chunks), list(accumulate(map(len, chunks))), len(items), ok, bad)
 
 
-def arrow_block(data: bytes, first: bool, ctx: ExportContext, fmt: str) -> Any | None:
+def arrow_block(data: Bytes, first: bool, ctx: ExportContext, fmt: str) -> Any | None:
     """Whole JSON lines encoded with Arrow (in a worker thread), or ``None`` when the row path
     must take them (:mod:`streamx.columnar.jsonblock`)."""
     from streamx.columnar.jsonblock import encode_json_block  # pyarrow
 
-    if first and data.startswith(UTF8_BOM):  # the row parser skips it at the start of a file
+    if (
+        first and data[: len(UTF8_BOM)] == UTF8_BOM
+    ):  # the row parser skips it at the start of a file
         data = data[len(UTF8_BOM) :]
     return encode_json_block(data, ctx, fmt)
 
@@ -172,8 +176,8 @@ class JsonLinesOffload:
         self._arrow_misses = 0
         self._held = bytearray()
         self._chosen = False
-        self._buf = bytearray()
-        self._line = 1  # physical line of self._buf[0]
+        self._unread = Unread()
+        self._line = 1  # physical line of the first unread byte
         self._first = True
         self._blocks = 0
         self._writes = OrderedWrites(ARROW_IN_FLIGHT if arrow else IN_FLIGHT)
@@ -189,14 +193,14 @@ class JsonLinesOffload:
                 return held
             self._choose(held)
         else:
-            self._buf += data
+            self._unread.append(data)
         await self._cut(final=False)
         return None
 
     def _choose(self, held: bytes) -> None:
         self._chosen = True
         self._stats.format = "jsonl"
-        self._buf += held
+        self._unread.append(held)
         if self._arrow:
             from streamx.columnar.kernels import use_lean_memory_pool  # pyarrow
 
@@ -222,24 +226,23 @@ class JsonLinesOffload:
         await self._writes.abandon()
 
     async def _cut(self, *, final: bool) -> None:
-        buf = self._buf
+        unread = self._unread
         size = ARROW_BLOCK_BYTES if self._arrow else BLOCK_BYTES
-        while buf and (final or len(buf) >= size):
-            end = buf.rfind(b"\n", 0, size) + 1 or buf.rfind(b"\n") + 1
+        while unread and (final or len(unread) >= size):
+            end = unread.after_last_newline(size) or unread.after_last_newline()
             if end == 0 and not final:
-                if len(buf) > self._max:  # the row parser raises its own error for it
+                if len(unread) > self._max:  # the row parser raises its own error for it
                     await self.settle()
-                    await self._in_process(bytes(buf), self._line, last=False)
+                    await self._in_process(unread.copy(len(unread)), self._line, last=False)
                 return
-            end = end or len(buf)
-            with memoryview(buf) as view:
-                block = bytes(view[:end])
-            del buf[:end]
-            line, self._line = self._line, self._line + block.count(b"\n")
-            await self._block(block, line, last=final and not buf)
+            end = end or len(unread)
+            block = unread.view(end) if self._arrow else unread.copy(end)
+            line, self._line = self._line, self._line + unread.count(b"\n", end)
+            unread.drop(end)
+            await self._block(block, line, last=final and not unread)
             size = ARROW_BLOCK_BYTES if self._arrow else BLOCK_BYTES
 
-    async def _block(self, block: bytes, line: int, *, last: bool) -> None:
+    async def _block(self, block: Bytes, line: int, *, last: bool) -> None:
         if len(block) > self._max:  # may hold a line over the limit: the row parser decides
             await self.settle()
             await self._in_process(block, line, last=last)
@@ -257,23 +260,23 @@ class JsonLinesOffload:
             return
         self._blocks += 1
         helper = self._blocks > WARM_BLOCKS
-        args = (block, line, first, self._ctx, self._publisher.format, self._max)
+        args = (bytes(block), line, first, self._ctx, self._publisher.format, self._max)
         await self._writes.add(lambda: start_block(work_block, *args, helper=helper), self._write)
 
-    async def _in_process(self, block: bytes, line: int, *, last: bool) -> None:
+    async def _in_process(self, block: Bytes, line: int, *, last: bool) -> None:
         first, self._first = self._first, False
         await self._consume(self._items(block, line, first=first, last=last))
 
-    def _items(self, block: bytes, line: int, *, first: bool, last: bool) -> list[ParsedItem]:
+    def _items(self, block: Bytes, line: int, *, first: bool, last: bool) -> list[ParsedItem]:
         """The row parser's items for a block of lines starting on physical line ``line``."""
         parser = JsonLinesParser(max_line_bytes=self._max)
         if not first:
             parser.resume_at(line)
-        items = parser.feed(block)
+        items = parser.feed(bytes(block))
         return items + parser.flush() if last else items
 
     async def _write_arrow(
-        self, encoded: Any, block: bytes, line: int, *, first: bool, last: bool
+        self, encoded: Any, block: Bytes, line: int, *, first: bool, last: bool
     ) -> None:
         """Publish an Arrow block, or have the row parser take it (``encoded`` is ``None``)."""
         if encoded is None:

@@ -17,11 +17,11 @@ a no (a stray quote, a bare CR, invalid UTF-8 RE2 will not step over) costs noth
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamx.bytes_like import Bytes
 from streamx.columnar.csvlanes import WholeRecords
+from streamx.columnar.kernels import as_binary_array
 
 
 def records_pattern(delimiter: str) -> str:
@@ -40,13 +40,7 @@ def whole_records_check(delimiter: str) -> WholeRecords | None:
     pattern = records_pattern(delimiter)
 
     def whole_records(block: Bytes) -> bool:
-        text = _as_binary_array(block)
+        text = as_binary_array(block)
         return bool(pc.match_substring_regex(text, pattern)[0].as_py())
 
     return whole_records
-
-
-def _as_binary_array(data: Bytes) -> pa.Array:
-    """``data`` as a one-value binary array, without copying it."""
-    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
-    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])

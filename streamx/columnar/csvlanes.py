@@ -35,6 +35,7 @@ from typing import Final
 from streamx.bytes_like import Bytes
 from streamx.codecs.base import ParsedItem
 from streamx.codecs.csv import CsvParser, valid_run
+from streamx.unread import Unread
 
 #: A quicker yes for :func:`valid_run` on a whole block (see :mod:`streamx.columnar.csvcheck`).
 WholeRecords = Callable[[Bytes], bool]
@@ -89,10 +90,7 @@ class CsvLanes:
         self._whole_records = whole_records
         self._max = max_record_bytes
         self._block = max(1, min(block_bytes, max_record_bytes))
-        # The bytes not yet stepped over: ``self._data[self._start:]``. Positions below are
-        # relative to ``self._start`` unless said otherwise.
-        self._data = b""
-        self._start = 0
+        self._unread = Unread()  # positions below count from its start unless said otherwise
         self._fast = False
         self._line = 1  # line of the first byte not yet stepped over, while in the fast lane
         # The header is fed alone (so the fast lane starts right after it); after a bad record,
@@ -106,34 +104,20 @@ class CsvLanes:
 
     def feed(self, data: bytes) -> Iterator[Step]:
         """Add ``data``; yields the steps it completes, lazily (consume them in order)."""
-        self._append(data)
+        self._unread.append(data)
         yield from self._steps(final=False)
 
     def flush(self) -> Iterator[Step]:
         """End of input: the rest, then the row parser's own end checks (unclosed quote)."""
-        if self._fast and self._size and self._data[-1] != 0x0A:
-            self._append(b"\n")  # the row parser ends a last record without newline the same way
+        if self._fast and len(self._unread) and not self._unread.ends_with_newline():
+            self._unread.append(b"\n")  # the row parser ends a last record so, too
         yield from self._steps(final=True)
         items = self._parser.flush()
         if items:
             yield items
 
-    @property
-    def _size(self) -> int:
-        return len(self._data) - self._start
-
-    def _append(self, data: bytes) -> None:
-        """A chunk that arrives with nothing left over is kept as it is; a rest is joined to
-        the next chunk (one copy), so no byte is copied more than once on its way to a block."""
-        if not self._size:
-            self._data, self._start = bytes(data), 0  # bytes(): a no-op for bytes
-            return
-        with memoryview(self._data) as view:
-            self._data = b"".join((view[self._start :], data))
-        self._start = 0
-
     def _steps(self, *, final: bool) -> Iterator[Step]:
-        while self._size:
+        while self._unread:
             if self._fast:
                 block = self._cut_block(final)
                 if block is not None:
@@ -148,7 +132,7 @@ class CsvLanes:
                     return
 
     def _cut_block(self, final: bool) -> Block | None:
-        size = self._size
+        size = len(self._unread)
         if not final and size < self._block:
             return None
         end = self._block_end(final)
@@ -157,10 +141,10 @@ class CsvLanes:
             if end or final or size > self._max:
                 self._to_slow()  # malformed or too long: the row parser decides
             return None
-        start = self._start
-        block = Block(self._data, start, start + cut, self._line)
-        self._line += self._data.count(b"\n", start, start + cut)
-        self._start += cut
+        unread = self._unread
+        block = Block(unread.data, unread.start, unread.start + cut, self._line)
+        self._line += unread.count(b"\n", cut)
+        unread.drop(cut)
         return block
 
     def _checked_cut(self, stop: int) -> int:
@@ -170,28 +154,24 @@ class CsvLanes:
         The quick way first: the run is what ends at the last newline outside quotes if the
         quotes are well placed, and the check (RE2, without the GIL) says whether they are.
         """
-        data, start = self._data, self._start
+        data, start = self._unread.data, self._unread.start
         if self._whole_records is not None:
             cut = _end_outside_quotes(data, start, start + stop) - start
             if cut > 0 and self._whole_records(memoryview(data)[start : start + cut]):
                 return cut
         return valid_run(data, start, start + stop, self._delimiter)[0] - start
 
-    def _after_last_newline(self, stop: int) -> int:
-        """Length up to and including the last newline in the first ``stop`` bytes (0: none)."""
-        found = self._data.rfind(b"\n", self._start, self._start + stop)
-        return 0 if found < 0 else found + 1 - self._start
-
     def _block_end(self, final: bool) -> int:
         """Where the next block may end: the last newline within ``block_bytes`` (so a block
         never follows the size of what the decoder handed over: a 1 MiB read of a highly
         compressed file must not become a 20 MiB block), else the last newline of all."""
-        size = self._size
+        unread = self._unread
+        size = len(unread)
         if final and size <= self._block:
             return size
-        end = self._after_last_newline(self._block)
+        end = unread.after_last_newline(self._block)
         if end == 0:  # a record longer than a block: take what is there, as before
-            end = size if final else self._after_last_newline(size)
+            end = size if final else unread.after_last_newline()
         return end
 
     def _to_slow(self) -> None:
@@ -200,18 +180,18 @@ class CsvLanes:
         self._parser.resume_at(self._line)
 
     def _feed_slow(self, final: bool) -> tuple[bool, list[ParsedItem]]:
-        size = self._size
+        unread = self._unread
+        size = len(unread)
         if final:
             end = size
         else:
-            newline = self._data.find(b"\n", self._start + self._slow_step)
-            end = newline + 1 - self._start if newline >= 0 else self._after_last_newline(size)
+            end = unread.after_newline_from(self._slow_step) or unread.after_last_newline()
             if end == 0 and size > self._max:
                 end = size  # the row parser raises FieldTooLargeError for it
         if end == 0:
             return False, []
-        items = self._parser.feed(self._data[self._start : self._start + end])
-        self._start += end
+        items = self._parser.feed(unread.copy(end))
+        unread.drop(end)
         parser = self._parser
         if not final and not parser.pending and parser.columns is not None:
             self._fast, self._line = True, parser.line

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from streamx.bytes_like import Bytes
 from streamx.codecs.jsonl import MAX_ROW_DEPTH
 from streamx.columnar.arrowbatch import record_batch
 from streamx.columnar.csvblock import Encoded
@@ -37,6 +38,7 @@ from streamx.columnar.kernels import (
     STRING,
     Pieces,
     all_true,
+    as_binary_array,
     data_of,
     join,
     or_empty,
@@ -54,11 +56,11 @@ _RARE_ESCAPES: Final = r"\\[ubf]"
 _last_schema: Any = None
 
 
-def encode_json_block(data: bytes, ctx: ExportContext, fmt: str) -> Encoded | None:
+def encode_json_block(data: Bytes, ctx: ExportContext, fmt: str) -> Encoded | None:
     """Parse, check, normalize and encode whole JSON lines (``fmt``: jsonl, csv or parquet);
     ``None``: the row path must take the block."""
-    whole = pa.array([data], pa.binary())
-    lines = _lines(whole, data.endswith(b"\n"))
+    whole = as_binary_array(data)
+    lines = _lines(whole, data[-1:] == b"\n")
     if lines is None or _openers(lines) > MAX_ROW_DEPTH:
         return None  # possibly deeper than Arrow's recursive parser survives: the row parser
     rare = pc.any(pc.match_substring_regex(whole, _RARE_ESCAPES)).as_py() is True
@@ -79,7 +81,7 @@ def encode_json_block(data: bytes, ctx: ExportContext, fmt: str) -> Encoded | No
 
 
 def _checked_read(
-    data: bytes, lines: Any, rare: bool, *, fresh: bool
+    data: Bytes, lines: Any, rare: bool, *, fresh: bool
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The block's columns and the JSON text of its non-string ones, if every line is its
     row as orjson writes it. A block the last file's schema reads but does not reproduce
@@ -97,7 +99,7 @@ def _checked_read(
     return None if texts is None else (columns, texts)
 
 
-def read_lines(data: bytes, lines: Any, *, fresh: bool = False) -> tuple[Any, bool] | None:
+def read_lines(data: Bytes, lines: Any, *, fresh: bool = False) -> tuple[Any, bool] | None:
     """The block as one table of text-typed columns and whether the schema was the one seen
     last (``fresh``: infer one), or ``None`` if Arrow refuses the block."""
     global _last_schema
@@ -138,7 +140,7 @@ def _in_line_order(table: Any, lines: Any) -> Any:
     return pa.schema([table.schema.field(key) for key in row])
 
 
-def _read(data: bytes, schema: Any) -> Any | None:
+def _read(data: Bytes, schema: Any) -> Any | None:
     read = pajson.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 20))
     parse = pajson.ParseOptions(
         explicit_schema=schema,

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamx.allocators import ARROW_POOL_ENV, pin_mmap_threshold
+from streamx.bytes_like import Bytes
 
 STRING = pa.string()
 #: Typed scalars: a bare Python value costs a type inference and a cast on every kernel call
@@ -33,6 +34,12 @@ def use_lean_memory_pool() -> None:
     pin_mmap_threshold()
     if not os.environ.get(ARROW_POOL_ENV):
         pa.set_memory_pool(pa.system_memory_pool())
+
+
+def as_binary_array(data: Bytes) -> Any:
+    """``data`` as a one-value binary array, without copying it (for RE2 over a block)."""
+    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
 
 
 def used_bytes(array: Any) -> bytes:
