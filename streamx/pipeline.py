@@ -119,11 +119,13 @@ class _FileIngest:
             chunk, self._head = self._head, b""
             self._decoder = make_decoder(chunk)
             self.stats.compressed = isinstance(self._decoder, GzipDecoder)
-        if not self.stats.compressed or len(chunk) <= DECODE_SLICE:
-            await self._parse(self._decoder.feed(chunk))
+        decoder = self._decoder
+        if not isinstance(decoder, GzipDecoder) or len(chunk) <= DECODE_SLICE:
+            await self._parse(decoder.feed(chunk))
             return
+        view = memoryview(chunk)  # slices of a view: no copy (nor fresh pages) per slice
         for start in range(0, len(chunk), DECODE_SLICE):
-            await self._parse(self._decoder.feed(chunk[start : start + DECODE_SLICE]))
+            await self._parse(decoder.feed(view[start : start + DECODE_SLICE]))
 
     async def _parse(self, decoded: bytes) -> None:
         while self._fast is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import zlib
 from types import ModuleType
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import CorruptInputError, DecompressionBombError
 
 try:  # pragma: no cover - which branch runs depends on the environment
@@ -95,7 +96,7 @@ class GzipDecoder:
         """Number of complete gzip members decoded so far."""
         return self._members
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: Bytes) -> bytes:
         """Decompress ``data``; return the output that is ready (possibly empty)."""
         self._fed += len(data)
         pieces: list[bytes] = []
@@ -119,7 +120,7 @@ class GzipDecoder:
             raise CorruptInputError("empty gzip stream: no gzip member found", offset=self._fed)
         return b""
 
-    def _start_member(self, data: bytes) -> bytes:
+    def _start_member(self, data: Bytes) -> bytes:
         """Open the next member if ``data`` starts one; skip NUL padding; hold a partial magic."""
         head = self._held + data
         self._held = b""
@@ -141,7 +142,7 @@ class GzipDecoder:
         self._member = _ZLIB.decompressobj(_GZIP_WBITS)
         return head
 
-    def _inflate(self, data: bytes, pieces: list[bytes]) -> bytes:
+    def _inflate(self, data: Bytes, pieces: list[bytes]) -> bytes:
         """Feed ``data`` to the current member piecewise; return input left after its end."""
         member = self._member
         assert member is not None
