@@ -627,10 +627,32 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   2M rows to JSON lines .gz: 29.9 s in the previous run, 17.5 s in the first run of this
   code, in which DuckDB, too, was faster than before (45.9 -> 34.3 s), so the ratio rose from
   1.54x to 1.96x.
-- **Zero-copy output, not kept:** handing Arrow's output buffer to the sink as a `memoryview`
-  instead of copying it into `bytes` (500k rows, machine shared, three runs each): CSV input
-  3.1-3.5 s against 3.2-3.3 s, JSON lines input 5.9-6.4 s against 5.5-6.1 s. No measurable
-  gain for a wider sink interface.
+- **Zero-copy output, first trial:** handing Arrow's output buffer to the sink as a
+  `memoryview` instead of copying it into `bytes` (500k rows, machine shared, three runs
+  each): CSV input 3.1-3.5 s against 3.2-3.3 s, JSON lines input 5.9-6.4 s against 5.5-6.1 s.
+  Within that noise; measured again below on a quiet machine, with more runs, and kept.
+- **Copies that held the GIL, removed** (500k rows, quiet machine, 5-6 runs of each side,
+  alternating with the code before, mean wall time). `py-spy --gil` showed the event loop and
+  the block threads holding the GIL to copy bytes: every decoded chunk appended to a
+  `bytearray` and every block copied out of it again; each 256 KiB slice of gzip input copied
+  before inflating (exactly the pinned mmap threshold, so fresh pages every time); every
+  encoded block copied from Arrow's buffer into `bytes`; and the CSV quote check (Python `re`,
+  ~1 ms per 512 KiB block, on the loop). Now the decoded input stays where the decoder put it
+  and blocks are views of it (`streamx/unread.py`; only the rest of a chunk is joined to the
+  next), gzip input is inflated from views, the encoded block reaches the sink as a view of
+  Arrow's buffer (`streamx/bytes_like.py`: hashing, the compressors, file writes, the S3 part
+  buffer and SFTP all take it), and the quote check asks RE2 first, which runs without the GIL
+  (`streamx/columnar/csvcheck.py`; Python's validator still runs when RE2 says no, so the
+  blocks are the same, a property test checks it). CSV to JSON lines .gz: 2.87 -> 2.60 s
+  (block and output views, RE2) -> 2.33 s with gzip views (the code before: 2.71 s in that
+  run); to plain JSON lines 3.12 -> 2.81 s. JSON lines input (before the gzip views) to .gz
+  5.30 -> 4.97 s, to plain 5.08 -> 4.59 s. Output identical, byte for byte. What holds the
+  GIL most now: joining the rest of one decoded chunk to the next (8-15% of the time it is
+  held) and counting each block's newlines for line numbers (6-10%).
+- **Parquet row groups written while the next fills, not kept** (500k rows, three runs each):
+  8 MiB groups 3.23-3.33 -> 2.57-2.79 s, but 111-112 -> 123-125 MiB peak; 4 MiB groups
+  3.0-3.4 s / 113-115 MiB (smaller groups cost more CPU). It would trade the memory target
+  for a speed target still missed by far (0.31x DuckDB).
 - **Not kept this session** (500k rows, quiet machine, three runs each alternating): more CSV
   blocks in flight (to JSON lines .gz: 3 blocks 2.9-3.0 s / 90 MiB, 4 blocks 2.8-3.2 s / +4
   MiB, 5 blocks 2.9-3.1 s / +6 MiB); a shorter GIL switch interval (5, 1 and 0.2 ms: within
