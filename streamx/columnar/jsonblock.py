@@ -53,6 +53,8 @@ from streamx.normalize.base import ExportContext
 #: ``bytes`` membership tests took 3 ms per MiB of JSON rich in backslashes (two-byte needles
 #: are not a memchr), a quarter of the time the JSON lines fast path held the GIL.
 _RARE_ESCAPES: Final = r"\\[ubf]"
+#: Some line with more than MAX_ROW_DEPTH openers (``[^\n...]``: the count stays in one line).
+_DEEP: Final = rf"(?:[^\n{{\[]*[{{\[]){{{MAX_ROW_DEPTH + 1}}}"
 _last_schema: Any = None
 
 
@@ -61,7 +63,7 @@ def encode_json_block(data: Bytes, ctx: ExportContext, fmt: str) -> Encoded | No
     ``None``: the row path must take the block."""
     whole = as_binary_array(data)
     lines = _lines(whole, data[-1:] == b"\n")
-    if lines is None or _openers(lines) > MAX_ROW_DEPTH:
+    if lines is None or _too_deep(whole):
         return None  # possibly deeper than Arrow's recursive parser survives: the row parser
     rare = pc.any(pc.match_substring_regex(whole, _RARE_ESCAPES)).as_py() is True
     checked = _checked_read(data, lines, rare, fresh=False)
@@ -187,15 +189,13 @@ def _lines(whole: Any, ends_in_newline: bool) -> Any | None:
     return lines.slice(0, len(lines) - 1) if ends_in_newline else lines
 
 
-def _openers(lines: Any) -> int:
-    """The most ``{`` and ``[`` in one line: a bound on its nesting depth, checked before
-    Arrow parses a block (its parser recurses, and a line nested 100,000 deep would crash the
-    process; the row parser quarantines rows deeper than ``MAX_ROW_DEPTH``)."""
-    if len(lines) == 0:
-        return 0
-    counts = pc.add(pc.count_substring(lines, "{"), pc.count_substring(lines, "["))
-    most = pc.max(counts).as_py()
-    return int(most or 0)
+def _too_deep(whole: Any) -> bool:
+    """Whether a line holds more than ``MAX_ROW_DEPTH`` of ``{`` and ``[``, a bound on its
+    nesting depth, checked before Arrow parses a block (its parser recurses, and a line nested
+    100,000 deep would crash the process; the row parser quarantines rows deeper than
+    ``MAX_ROW_DEPTH``). One RE2 pass over the block: 1.5 ms per 768 KiB, where counting both
+    characters per line (``count_substring``) took 2.7 ms, a tenth of the path's CPU."""
+    return bool(pc.match_substring_regex(whole, _DEEP)[0].as_py())
 
 
 def _canonical(columns: dict[str, Any], lines: Any, rare: bool) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamx import helper, offload
+from streamx.codecs.jsonl import MAX_ROW_DEPTH
 from streamx.columnar.jsonblock import encode_json_block
 from streamx.columnar.jsontext import float_text
 from streamx.normalize.base import ExportContext
@@ -283,6 +284,17 @@ def test_invalid_utf8_and_deep_nesting_are_the_row_parsers_to_judge() -> None:
     published, served = both_paths(lines + deep + b"\n" + lines, block_bytes=1 << 20)
     assert isinstance(published, Published) and published.counts[2] == 1
     assert served == [0]
+
+
+@pytest.mark.parametrize(("braces", "served"), [(MAX_ROW_DEPTH - 1, [1]), (MAX_ROW_DEPTH, [0])])
+def test_a_line_with_more_openers_than_the_depth_limit_goes_to_the_row_parser(
+    braces: int, served: list[int]
+) -> None:
+    """Openers are counted in the raw line (strings too): a bound, cheap to check before
+    Arrow's recursive parser sees the line. The object's own ``{`` is the last one allowed."""
+    rows = [{"cID": f"c{n}", "_id": f"r{n}", "action": "open"} for n in range(20)]
+    rows[7]["note"] = "{" * (braces // 2) + "[" * (braces - braces // 2)
+    assert both_paths(canonical(rows), block_bytes=1 << 20)[1] == served
 
 
 def test_rows_without_an_id_get_the_row_paths_hash() -> None:
