@@ -646,8 +646,10 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   blocks are the same, a property test checks it). CSV to JSON lines .gz: 2.87 -> 2.60 s
   (block and output views, RE2) -> 2.33 s with gzip views (the code before: 2.71 s in that
   run); to plain JSON lines 3.12 -> 2.81 s. JSON lines input (before the gzip views) to .gz
-  5.30 -> 4.97 s, to plain 5.08 -> 4.59 s. Output identical, byte for byte. At 2M rows (the
-  tables above) CSV to JSON lines .gz went from 13.6 to 9.4 s. What holds the
+  5.30 -> 4.97 s, to plain 5.08 -> 4.59 s. Output identical, byte for byte. At 2M rows CSV to
+  JSON lines .gz went from 13.6 to 9.4 s (first run after the change) and 10.1 s (the tables
+  above, a run in which the whole machine was slower: the csv.reader ceiling took 7.9 s, 5.8 s
+  in the run before, and the script 24.1 s against 17.0 s). What holds the
   GIL most now: joining the rest of one decoded chunk to the next (8-15% of the time it is
   held) and counting each block's newlines for line numbers (6-10%).
 - **JSON lines blocks, the nesting bound:** `perf` (500k rows to plain JSON lines) put 12%
@@ -670,7 +672,8 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   to gzipped JSON lines went from 49.9 to 32.4-32.8 s on CSV input and streamx's fast path
   from 18.6 to 13.1-13.6 s, so the 2.5x target, met at 2.62-2.69x in three earlier runs, was
   2.41-2.48x in the two runs on the new machine before the copies above were removed, and
-  3.54x after (9.4 s; JSON lines input 18.3 -> 17.0 s, 1.71x -> 1.82x).
+  3.54x and 3.63x in the two after (9.4 and 10.1 s; JSON lines input 18.3 s before, 17.0 and
+  20.4 s after: 1.71x before, 1.82x and 1.73x after, the second run on a slower machine).
 """
 
 
