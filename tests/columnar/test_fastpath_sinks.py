@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import gzip
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +71,6 @@ def expected(blob: bytes) -> list[bytes]:
     parts = run_path(blob, context(), fast=False, records_per_part=PER_PART).parts
     assert len(parts) >= 3
     return parts
-
-
-@pytest.fixture
-def sftp_root(sshd: SSHServerInfo) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="out-", dir=sshd.root))
-    shutil.chown(path, user=sshd.username)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.asyncio
