@@ -22,8 +22,9 @@ the columnar parser decides identically.** Every byte goes to exactly one lane, 
   then the fast lane resumes. Errors (:class:`FieldTooLargeError`, an unclosed quote at the end)
   are therefore raised by the row parser itself, with its messages and line numbers.
 
-Memory: the buffer holds at most one block plus one fed chunk (or one record up to
-``max_field_bytes``), as the row parser does.
+Memory: the unread input holds at most one block plus one fed chunk (or one record up to
+``max_field_bytes``), as the row parser does; a block in flight keeps the chunk it is a view
+of alive until it is written (:mod:`streamx.unread`).
 """
 
 from __future__ import annotations
