@@ -113,9 +113,8 @@ def arrow_block(data: Bytes, first: bool, ctx: ExportContext, fmt: str) -> Any |
     must take them (:mod:`streamx.columnar.jsonblock`)."""
     from streamx.columnar.jsonblock import encode_json_block  # pyarrow
 
-    if (
-        first and data[: len(UTF8_BOM)] == UTF8_BOM
-    ):  # the row parser skips it at the start of a file
+    # The row parser skips a BOM at the start of a file (a view has no ``startswith``).
+    if first and data[: len(UTF8_BOM)] == UTF8_BOM:
         data = data[len(UTF8_BOM) :]
     return encode_json_block(data, ctx, fmt)
 
