@@ -10,9 +10,10 @@ threads encode meanwhile.
 The pattern is the row parser's strict record grammar (``_Patterns.records`` in
 :mod:`streamx.codecs.csv`) as a regular language, anchored at both ends: every quoted field
 opens at a field start and closes before a delimiter or line end, doubled quotes inside, and no
-CR outside quotes except in a CRLF. It only ever says yes to a block ``valid_run`` takes whole;
-a no (a stray quote, a bare CR, invalid UTF-8 RE2 will not step over) costs nothing but the
-``valid_run`` the lanes then run anyway, which finds the exact cut.
+CR outside quotes except in a CRLF. It only ever says yes to a block ``valid_run`` takes whole
+(RE2 reads a binary value byte by byte, as ``re`` does, so invalid UTF-8 is left to pyarrow's
+check, as before). After a no (a stray quote, a bare CR) the lanes run ``valid_run`` as they
+always did, which finds the exact cut.
 """
 
 from __future__ import annotations

@@ -39,11 +39,10 @@ _PLAIN: Final = r"^-?[0-9]+\.[0-9]+$"
 _TINY: Final = r"^-?0\.0000"
 
 
-def has_rare(data: bytes, start: int = 0, stop: int | None = None) -> bool:
+def has_rare(data: bytes, start: int, stop: int) -> bool:
     """Whether ``data[start:stop]`` holds a control character that needs a ``\\b``/``\\f``/
     ``\\u`` escape (29 memchr scans: 0.16 ms per 512 KiB; RE2's character class takes 0.8)."""
-    end = len(data) if stop is None else stop
-    return any(data.find(char, start, end) >= 0 for char in RARE_BYTES)
+    return any(data.find(char, start, stop) >= 0 for char in RARE_BYTES)
 
 
 def escape(values: Any, rare: bool) -> Any:
