@@ -4,8 +4,8 @@ The block-wise paths (the CSV lanes, the JSON lines blocks) cut blocks as views 
 not copies. A chunk that arrives with nothing left over is kept as it is; a rest is joined to
 the next chunk (one copy), so no byte is copied more than once before its block is parsed. The
 ``bytearray`` these paths used before copied every byte twice (in on append, out per block)
-and regrew as it went, all of it holding the GIL on the event loop: a fifth of the time the
-JSON lines fast path held it, a tenth of the CSV one's.
+and regrew as it went, all of it holding the GIL on the event loop: a sixth of the time the
+JSON lines fast path held it, an eighth of the CSV one's.
 
 A view keeps the chunk it comes from alive until its block is written: with a few blocks in
 flight, a few chunks (~1 MB each) at most.
