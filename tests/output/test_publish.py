@@ -19,6 +19,7 @@ import orjson
 import pytest
 import zstandard
 
+from streamx.bytes_like import Bytes
 from streamx.exceptions import ConfigError, SinkError, StreamxError
 from streamx.manifest import Manifest
 from streamx.normalize.base import ExportContext
@@ -514,7 +515,7 @@ class _Recorded:
     def __init__(self, inner: PartUpload, relpath: str, log: list[str]) -> None:
         self._inner, self._relpath, self._log = inner, relpath, log
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         await self._inner.write(data)
 
     async def finish(self) -> None:

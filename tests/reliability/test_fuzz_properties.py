@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamx.bytes_like import Bytes
 from streamx.codecs.base import BadRow, ParsedItem, Row, RowParser
 from streamx.codecs.csv import CsvParser
 from streamx.codecs.gzip import GzipDecoder
@@ -210,7 +211,7 @@ class MemoryUpload:
     def __init__(self, sink: MemorySink, relpath: str) -> None:
         self._sink, self._relpath, self._data = sink, relpath, bytearray()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Bytes) -> None:
         self._data += data
 
     async def finish(self) -> None:
