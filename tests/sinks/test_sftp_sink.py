@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
@@ -27,12 +26,9 @@ def chunk(index: int) -> bytes:
 
 
 @pytest.fixture
-def out(sshd: SSHServerInfo) -> Iterator[Path]:
+def out(sftp_root: Path) -> Path:
     """A fresh output directory (owned by the test user), removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="out-", dir=sshd.root))
-    shutil.chown(path, user=sshd.username)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return sftp_root
 
 
 def entries(root: Path) -> list[str]:
