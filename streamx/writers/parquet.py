@@ -50,6 +50,13 @@ _FIELD_SET = frozenset(FIELDS)
 _TIMESTAMP = "occurred_at"
 _INTEGER = "value"
 _JSON = "attributes"
+#: Columns written without a dictionary: ``record_id`` is unique by construction and
+#: ``attributes`` (per-event JSON text) nearly so, so trying one only costs the writer: it
+#: hashes every value until the dictionary outgrows its page and falls back to plain. Their
+#: min/max statistics are no use for pruning either (hashes, JSON text), so only the other
+#: columns get them. 500k rows in 8 MiB row groups: writer CPU 0.83 -> 0.70 s, 2% smaller.
+_NO_DICTIONARY = frozenset({"record_id", _JSON})
+_NO_STATISTICS = frozenset({"record_id", _JSON})
 
 
 def _import(module: str) -> ModuleType:
@@ -190,8 +197,7 @@ class ParquetPart:
     async def seal(self) -> PartInfo:
         """Write the last row group and the footer; finish the upload (durable, not visible)."""
         await self._write_group()
-        await asyncio.to_thread(self._close)
-        await self._drain()
+        await self._drain(await asyncio.to_thread(self._close))
         await self.upload.finish()
         return PartInfo(
             path=self.relpath,
@@ -206,8 +212,7 @@ class ParquetPart:
             return
         batches, self._pending = self._pending, []
         self._pending_bytes = self._pending_rows = 0
-        await asyncio.to_thread(self._write_table, batches)
-        await self._drain()
+        await self._drain(await asyncio.to_thread(self._write_table, batches))
 
     def _open_writer(self) -> Any:
         if self._writer is None:
@@ -217,23 +222,32 @@ class ParquetPart:
                 arrow_schema(),
                 compression=self._codec,
                 compression_level=self._level,
-                use_dictionary=True,
-                write_statistics=True,
+                use_dictionary=[name for name in FIELDS if name not in _NO_DICTIONARY],
+                write_statistics=[name for name in FIELDS if name not in _NO_STATISTICS],
             )
         return self._writer
 
-    def _write_table(self, batches: list[Any]) -> None:
+    def _write_table(self, batches: list[Any]) -> bytes:
+        """Write one row group (in a worker thread); the file's bytes it produced."""
         pa = pyarrow()
         table = pa.Table.from_batches(batches, schema=arrow_schema())
         self._open_writer().write_table(table, row_group_size=max(table.num_rows, 1))
+        return self._taken()
 
-    def _close(self) -> None:
+    def _close(self) -> bytes:
+        """Write the footer (in a worker thread); the last bytes of the file."""
         self._open_writer().close()
+        return self._taken()
 
-    async def _drain(self) -> None:
+    def _taken(self) -> bytes:
+        """The spool's bytes, hashed: in the writer's thread, as joining and hashing a row
+        group's output on the event loop was a tenth of the loop's time."""
         data = self._spool.take()
+        self._sha256.update(data)
+        return data
+
+    async def _drain(self, data: bytes) -> None:
         if data:
-            self._sha256.update(data)
             self.stored_bytes += len(data)
             await self.upload.write(data)
 

@@ -238,3 +238,20 @@ def test_parquet_parts_land_on_s3() -> None:
     for part, blob in zip(manifest.parts, blobs, strict=True):
         assert hashlib.sha256(blob).hexdigest() == part.sha256
         assert pq.read_table(pa.BufferReader(blob)).num_rows == part.records
+
+
+def test_columns_that_never_repeat_get_no_dictionary_and_no_statistics(
+    activity_csv: Path, tmp_path: Path
+) -> None:
+    manifest = convert(activity_csv, tmp_path, "parquet")
+    group = pq.ParquetFile(tmp_path / manifest.parts[0].path).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    for name in ("record_id", "attributes"):
+        assert "RLE_DICTIONARY" not in columns[name].encodings
+        assert not columns[name].is_stats_set
+    # The columns queries filter on keep both: pruning by time and by event type works.
+    for name in ("occurred_at", "event_type", "contact_id"):
+        assert columns[name].is_stats_set
+    assert "RLE_DICTIONARY" in columns["event_type"].encodings
+    occurred = columns["occurred_at"].statistics
+    assert occurred.has_min_max and occurred.min <= occurred.max
