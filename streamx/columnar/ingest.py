@@ -6,17 +6,17 @@ records are parsed, normalized and encoded by :func:`~streamx.columnar.csvblock.
 in a worker thread, everything else (header, malformed records, blocks with a bad row) goes
 through the pipeline's own row consumer. Any other format is handed back untouched.
 
-Blocks are cut and encoded in worker threads and written in input order by background tasks
-(:class:`~streamx.ordered.OrderedWrites`), while the next input is inflated (in a worker thread
-too, :mod:`streamx.pipeline`): both cores work, and the event loop mostly hands work over.
-A row is counted only once it has been written, and :meth:`ColumnarIngest.settle` waits for
-every write, so a checkpoint taken after it sees exactly what the row path would show.
+Blocks are encoded in worker threads and written in input order by background tasks
+(:class:`~streamx.ordered.OrderedWrites`), while the event loop goes on inflating and cutting
+the next block: both cores work. A row is counted only once it has been written, and
+:meth:`ColumnarIngest.settle` waits for every write, so a checkpoint taken after it sees exactly
+what the row path would show.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
 from streamx.codecs.base import ParsedItem
@@ -71,9 +71,7 @@ class ColumnarIngest:
             if len(self._held) < SNIFF_BYTES:
                 return None
             return await self._choose()
-        steps = self._lanes.feed(data)
-        while cut := await asyncio.to_thread(_cut, steps):
-            await self._run(cut)
+        await self._run(self._lanes.feed(data))
         return None
 
     async def finish(self) -> bytes | None:
@@ -117,7 +115,7 @@ class ColumnarIngest:
         await self._run(self._lanes.feed(held))
         return None
 
-    async def _run(self, steps: Iterable[Step]) -> None:
+    async def _run(self, steps: Iterator[Step]) -> None:
         for step in steps:
             if isinstance(step, Block):
                 await self._block(step)
@@ -173,20 +171,3 @@ class ColumnarIngest:
         items = self._rejects.feed(bytes(block.data))
         assert not self._rejects.pending, "the row parser disagrees on a record boundary"
         return items
-
-
-def _cut(steps: Iterator[Step]) -> list[Step]:
-    """The next steps, cut in a worker thread: blocks up to the first row-parser step (which
-    holds parsed rows, so one at a time, as the row path holds them) or the end of the input.
-
-    Cutting runs the RE2 check and scans for quotes and newlines; on the event loop that was a
-    third of the loop's time on the fast path, with the loop the busiest thread. In a worker
-    thread it overlaps with the loop publishing earlier blocks and inflating the next input.
-    Blocks are views of the input (a few per call), so listing them costs no memory. The
-    generator is only ever advanced by one thread at a time: the loop awaits each call."""
-    cut: list[Step] = []
-    for step in steps:
-        cut.append(step)
-        if not isinstance(step, Block):
-            break
-    return cut
