@@ -35,9 +35,6 @@ PARSE_SLICE = 64 * 1024
 #: inflating it in slices keeps that text (held by the parser or the columnar lanes while it
 #: is consumed) to about 1-3 MiB whatever size of chunks the source hands over.
 DECODE_SLICE = 256 * 1024
-#: Compressed chunks at least this large are inflated in a worker thread (a thread hop costs
-#: tens of microseconds; inflating 16 KiB takes about as long as the hop's bookkeeping saves).
-INFLATE_IN_THREAD = 16 * 1024
 
 
 class FastPath(Protocol):
@@ -123,33 +120,12 @@ class _FileIngest:
             self._decoder = make_decoder(chunk)
             self.stats.compressed = isinstance(self._decoder, GzipDecoder)
         decoder = self._decoder
-        if not isinstance(decoder, GzipDecoder) or len(chunk) < INFLATE_IN_THREAD:
+        if not isinstance(decoder, GzipDecoder) or len(chunk) <= DECODE_SLICE:
             await self._parse(decoder.feed(chunk))
             return
-        await self._inflate_ahead(decoder, chunk)
-
-    async def _inflate_ahead(self, decoder: GzipDecoder, chunk: bytes) -> None:
-        """Inflate ``chunk`` slice by slice in a worker thread, each slice while the one
-        before it is parsed.
-
-        Inflating releases the GIL, but on the event loop it held the loop itself: a fifth of
-        the loop's time on the CSV fast path, while the loop was the busiest thread. The
-        decoder is stateful, so one slice is inflated at a time, in order; a slice's output
-        is parsed before the chunk ends (a checkpoint after the chunk must see all of it)."""
         view = memoryview(chunk)  # slices of a view: no copy (nor fresh pages) per slice
-        slices = [
-            view[start : start + DECODE_SLICE] for start in range(0, len(chunk), DECODE_SLICE)
-        ]
-        decoded = await asyncio.to_thread(decoder.feed, slices[0])
-        for piece in slices[1:]:
-            ahead = asyncio.ensure_future(asyncio.to_thread(decoder.feed, piece))
-            try:
-                await self._parse(decoded)
-            except BaseException:
-                ahead.cancel()  # the file failed: its decoder is not used again
-                raise
-            decoded = await ahead
-        await self._parse(decoded)
+        for start in range(0, len(chunk), DECODE_SLICE):
+            await self._parse(decoder.feed(view[start : start + DECODE_SLICE]))
 
     async def _parse(self, decoded: bytes) -> None:
         while self._fast is not None:

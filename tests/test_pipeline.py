@@ -13,9 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamx import pipeline
 from streamx.codecs.base import Row
-from streamx.exceptions import CorruptInputError, FieldTooLargeError
+from streamx.exceptions import CorruptInputError
 from streamx.manifest import Manifest
 from streamx.normalize.base import ExportContext
 from streamx.normalize.registry import get_normalizer
@@ -92,56 +91,4 @@ async def test_truncated_member_is_an_error_and_nothing_is_published(tmp_path: P
     with pytest.raises(CorruptInputError) as caught:
         await convert(GZ_MULTI[:-5], [4096], tmp_path)
     assert "multi.csv.gz" in str(caught.value)
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
-
-
-def _small_inflate_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inflate every chunk in a worker thread, in 1 KiB slices: the threaded path with many
-    slices per chunk and member boundaries inside slices, on a small file."""
-    monkeypatch.setattr(pipeline, "DECODE_SLICE", 1024)
-    monkeypatch.setattr(pipeline, "INFLATE_IN_THREAD", 1)
-
-
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(min_value=0, max_value=len(GZ_MULTI)), max_size=8))
-def test_inflating_in_worker_threads_publishes_the_same_records(cuts: list[int]) -> None:
-    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
-        _small_inflate_slices(patch)
-        manifest, lines = asyncio.run(convert(GZ_MULTI, cuts, Path(tmp)))
-    assert manifest.rows_read == manifest.rows_ok == len(ROWS)
-    assert lines == EXPECTED
-
-
-@pytest.mark.asyncio
-async def test_corrupt_deflate_data_in_a_later_slice_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _small_inflate_slices(monkeypatch)
-    first_member = len(gzip.compress(CSV[:MIDDLE]))
-    spot = first_member // 2  # deflate data, several slices into the only chunk
-    corrupt = GZ_MULTI[:spot] + bytes(64) + GZ_MULTI[spot + 64 :]
-    with pytest.raises(CorruptInputError) as caught:
-        await convert(corrupt, [], tmp_path)
-    assert "multi.csv.gz" in str(caught.value)
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
-
-
-@pytest.mark.asyncio
-async def test_an_error_parsing_one_slice_while_the_next_inflates_leaves_cleanly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _small_inflate_slices(monkeypatch)
-    huge_field = b'id,email\n1,"' + b"x" * 600_000 + b'"\n'
-    sink = LocalSink(tmp_path)
-    async with Publisher(sink, CTX, OutputOptions(compression="none"), dt="2026-11-01") as pub:
-        with pytest.raises(FieldTooLargeError) as caught:
-            await ingest_file(
-                chunked(gzip.compress(huge_field * 3), []),
-                name="huge.csv.gz",
-                ctx=CTX,
-                normalizer=get_normalizer(CTX.stream),
-                publisher=pub,
-                parser_options={"csv_options": {"max_field_bytes": 100_000}},
-            )
-    assert "huge.csv.gz" in str(caught.value)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
