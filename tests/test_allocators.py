@@ -10,20 +10,26 @@ import os
 import subprocess
 import sys
 
-from streamx.allocators import ARROW_POOL_ENV, YOUNG_THRESHOLD
+import pytest
+
+from streamx.allocators import ARROW_POOL_ENV, JEMALLOC_CONF, JEMALLOC_CONF_ENV, YOUNG_THRESHOLD
 
 _PROBE = """
 import gc, json, os
 from streamx.allocators import lean_process
 before = gc.get_threshold()
 lean_process()
+import pyarrow
 print(json.dumps({"before": before, "after": gc.get_threshold(),
-                  "pool": os.environ.get("ARROW_DEFAULT_MEMORY_POOL")}))
+                  "pool": os.environ.get("ARROW_DEFAULT_MEMORY_POOL"),
+                  "conf": os.environ.get("JE_ARROW_MALLOC_CONF"),
+                  "arrow": pyarrow.default_memory_pool().backend_name}))
 """
 
 
 def _probe(**env: str) -> dict[str, object]:
-    clean = {key: value for key, value in os.environ.items() if key != ARROW_POOL_ENV}
+    chosen = (ARROW_POOL_ENV, JEMALLOC_CONF_ENV)
+    clean = {key: value for key, value in os.environ.items() if key not in chosen}
     done = subprocess.run(
         [sys.executable, "-c", _PROBE], env={**clean, **env}, capture_output=True, check=True
     )
@@ -39,6 +45,13 @@ def test_lean_process_collects_young_objects_less_often_and_keeps_the_older_rati
     assert before[0] < YOUNG_THRESHOLD
 
 
-def test_lean_process_chooses_arrows_system_pool_unless_the_user_chose_one() -> None:
-    assert _probe()["pool"] == "system"
-    assert _probe(ARROW_DEFAULT_MEMORY_POOL="jemalloc")["pool"] == "jemalloc"
+@pytest.mark.skipif(sys.platform != "linux", reason="pyarrow bundles jemalloc on Linux only")
+def test_lean_process_gives_arrow_one_jemalloc_arena_unless_the_user_chose() -> None:
+    seen = _probe()
+    assert seen["pool"] == "jemalloc" and seen["conf"] == JEMALLOC_CONF
+    assert seen["arrow"] == "jemalloc"  # this pyarrow has it: Arrow took the choice
+    assert "narenas:1" in JEMALLOC_CONF and "tcache:false" in JEMALLOC_CONF
+    mine = _probe(JE_ARROW_MALLOC_CONF="narenas:2")
+    assert mine["conf"] == "narenas:2" and mine["arrow"] == "jemalloc"
+    system = _probe(ARROW_DEFAULT_MEMORY_POOL="system")
+    assert system["pool"] == system["arrow"] == "system" and system["conf"] is None

@@ -28,9 +28,10 @@ NULL = pa.scalar(None, STRING)
 def use_lean_memory_pool() -> None:
     """Keep freed block buffers from piling up (see :mod:`streamx.allocators` for why).
 
-    The command line has already chosen Arrow's system pool through the environment; in a
-    library user's process pyarrow is loaded by now, so only pyarrow's own default can change
-    (the user's choice in ``ARROW_DEFAULT_MEMORY_POOL`` is kept)."""
+    The command line has already chosen Arrow's pool through the environment (jemalloc with
+    one arena, see :data:`streamx.allocators.JEMALLOC_CONF`); in a library user's process
+    pyarrow is loaded by now, too late to configure jemalloc, so pyarrow's own default
+    becomes the system pool (the user's choice in ``ARROW_DEFAULT_MEMORY_POOL`` is kept)."""
     pin_mmap_threshold()
     if not os.environ.get(ARROW_POOL_ENV):
         pa.set_memory_pool(pa.system_memory_pool())
