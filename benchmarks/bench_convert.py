@@ -668,31 +668,46 @@ Figures for 200k rows (52 MB CSV) unless said otherwise, measured while developi
   MiB, 5 blocks 2.9-3.1 s / +6 MiB); a shorter GIL switch interval (5, 1 and 0.2 ms: within
   noise on both inputs); Parquet writer pages of 128 KiB (data and dictionary) or no
   dictionaries at all (CSV to Parquet: 109-110 MiB either way).
-- **The event loop hands work over** (session 8): `py-spy` showed the loop thread busy 93%
-  of the time on CSV.gz to plain JSON lines, a fifth of it inflating and a fifth in the RE2
-  quote check, both without the GIL but in the loop's thread. Gzip input is now inflated in a
-  worker thread, each slice while the one before it is parsed, and the CSV lanes are cut in a
-  worker thread (up to the first row-parser step). Alternating runs: 2M rows to plain JSON
-  lines 11.7 / 11.1 / 12.3 -> 11.2 / 11.0 / 11.7 s; 500k rows 2.83 -> 2.68 s (mean of six);
-  to .gz and from JSON lines input within noise; +1 MiB peak (one more decoded slice). The
-  limit is the GIL, not the loop: the time it is held barely moved.
-- **Parquet writer** (session 8): `record_id` (a hash) and `attributes` (JSON text) never
+- **Arrow's pool: jemalloc with one arena** (session 8, kept). `perf stat`: 280k page faults
+  for 500k CSV rows to plain JSON lines, a third of the CPU in the kernel, because the system
+  allocator maps every block-sized Arrow buffer fresh and unmaps it when freed. pyarrow's
+  jemalloc had been set aside for its per-thread arenas (Parquet 185-199 MiB); configured with
+  one arena, no thread caches and a 1 s decay (`JE_ARROW_MALLOC_CONF`, set by the command
+  line) it reuses freed pages at the same peak: 98k faults. 500k rows, mean of three
+  alternating runs, system pool -> jemalloc: CSV.gz to plain JSON lines 3.01 -> 2.47 s (89.7
+  -> 88.7 MiB), to .gz 2.93 -> 2.64 s (90.0 -> 91.3), to Parquet 3.89 -> 2.85 s (110 -> 117
+  MiB); JSON lines input to plain 4.79 -> 4.42 s, to Parquet 6.98 -> 5.77 s. 2M rows to plain
+  JSON lines 12.1 -> 10.1 s, kernel time 5.6 -> 2.9 s, 91 -> 90 MiB. Variants: two arenas
+  99.4 MiB, thread caches on 99.8 MiB, decay 250-5000 ms the same speed, decay 0 366k faults
+  and twice as slow. Parquet peaks ~7 MiB higher (it was over 100 MiB either way; the writer
+  on the system pool gave back ~1 MiB); `ARROW_DEFAULT_MEMORY_POOL=system` keeps the old trade.
+- **Not kept** (session 8; 500k rows, alternating runs, the machine noisy: one configuration
+  ranged 2.4-3.2 s):
+  - *The event loop handing work over:* `py-spy` showed the loop thread busy 93% of the time on
+    CSV.gz to plain JSON lines, a fifth inflating and a fifth in the RE2 quote check, both
+    without the GIL. Inflating in a worker thread one slice ahead, and cutting the lanes in a
+    worker thread: 2M rows to plain JSON lines 11.7 / 11.1 / 12.3 -> 11.2 / 11.0 / 11.7 s,
+    within noise elsewhere and with jemalloc, for +1-2 MiB (JSON lines) and +4-6 MiB
+    (Parquet): one more decoded slice alive, and blocks cut ahead. The GIL, not the loop, is
+    the limit.
+  - *Joining less of each chunk to the rest* (keep the chunk apart, join only what completes
+    a block): joined bytes 51 -> 30 MB per 40 MB of CSV, 2.65 vs 2.72 s (five runs each).
+  - *Finished parts synced in the background* (the fsync of a full part ran while the next was
+    written; commit waited for it): 0.7 s of fsync in 2M rows, but 10.80 vs 10.85 s (three
+    runs each): the blocks in flight already absorbed the stall.
+  - *glibc's heap for Python's large buffers* (with Arrow on jemalloc, mmap threshold 1.5-2 MiB
+    and one arena): faults 98k -> 34k, 15-20% faster, but peaks of 94-96 MiB (CSV) and 97-98
+    MiB (JSON lines input) against 90-93: too little room under 100 MiB.
+- **Parquet writer** (session 8, kept): `record_id` (a hash) and `attributes` (JSON text) never
   repeat, so their dictionaries were built and dropped in every row group; they now get no
   dictionary and no min/max statistics. Writing 500k rows in 8 MiB groups: 0.85 -> 0.66 s of
-  CPU, files 2% smaller. Row groups are joined and hashed in the writer's thread. 500k rows
-  end to end: 4.25 -> 4.07 s (mean of four, alternating).
-- **Parquet memory, where it goes** (500k rows, CSV.gz input): anonymous memory peaks at 57
-  MiB against 45 MiB for JSON lines output, file-backed at 50 against 46. Arrow's pool peaks
-  at 15.8 MiB against 6.4-7.3: the pending row group (8 MiB of Arrow data is 13,788 rows).
-  Not kept: one glibc arena (`MALLOC_ARENA_MAX=1`: 105 MiB, and JSON lines output 86-87 MiB,
-  but plain JSON lines 3.0-3.2 -> 3.3-3.5 s); with it, 4 MiB groups and one block in flight
-  97-100 MiB at 4.1-4.9 s; a dedicated writer thread (within noise); pyarrow's dataset writer
-  (it writes one row group per batch, not one buffered group, and its pool peaked at 220 MiB).
-  pyarrow exposes no buffered row group, so a row group is held as Arrow data until written.
-- **Kernel time:** a third of the CPU (500k rows to plain JSON lines: 1.1 s of 3.9 s) is the
-  kernel mapping, zeroing and unmapping the blocks' memory (256 KiB mmap threshold). Serving
-  large blocks from one glibc heap (threshold 2-32 MiB, one arena) cut it to 0.45 s and the
-  wall time by 10-15%, at 105-111 MiB peak: over the memory target, so not kept.
+  CPU, files 2% smaller. Row groups are joined and hashed in the writer's thread.
+- **Parquet memory, where it goes** (500k rows, CSV.gz input, system pool): anonymous memory
+  peaks at 57 MiB against 45 MiB for JSON lines output, file-backed at 50 against 46. Arrow's
+  pool peaks at 15.8 MiB against 6.4-7.3: the pending row group (8 MiB of Arrow data is 13,788
+  rows). pyarrow exposes no buffered row group, so a row group is held as Arrow data until
+  written; its dataset writer writes one row group per batch (and its pool peaked at 220 MiB).
+  One glibc arena with 4 MiB groups and one block in flight: 97-100 MiB at 4.1-4.9 s.
 - **The machine changed between sessions** (kernel fc-v782 -> fc-v1300, same 2 cores): DuckDB
   to gzipped JSON lines went from 49.9 to 32.4-32.8 s on CSV input and streamx's fast path
   from 18.6 to 13.1-13.6 s, so the 2.5x target, met at 2.62-2.69x in three earlier runs, was
