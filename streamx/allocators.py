@@ -18,7 +18,8 @@ path applies what can still be applied when it starts in a library user's proces
   the kernel's (280k page faults for 500k CSV rows to plain JSON lines). jemalloc with one
   arena, no thread caches and freed pages kept for a second before they go back
   (:data:`JEMALLOC_CONF`) reuses them instead: 98k faults, kernel time 1.1 -> 0.6 s, the run
-  15-20% faster, the same peak RSS (~93 MiB to JSON lines, ~119 to Parquet). glibc's heap
+  10-27% faster, the same peak RSS to JSON lines (~90 MiB) but ~7 MiB more to Parquet
+  (110 -> 117 MiB at 500k rows, over 100 MiB either way). glibc's heap
   for large blocks (mmap threshold 2-32 MiB) was as fast but peaked at 105-111 MiB. The CSV
   reader and the Parquet writer allocate from Arrow's C++ default pool, which
   ``pyarrow.set_memory_pool`` does not change: only ``ARROW_DEFAULT_MEMORY_POOL`` does, and

@@ -10,8 +10,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from streamx.allocators import ARROW_POOL_ENV, JEMALLOC_CONF, JEMALLOC_CONF_ENV, YOUNG_THRESHOLD
 
 _PROBE = """
@@ -45,9 +43,11 @@ def test_lean_process_collects_young_objects_less_often_and_keeps_the_older_rati
     assert before[0] < YOUNG_THRESHOLD
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="pyarrow bundles jemalloc on Linux only")
 def test_lean_process_gives_arrow_one_jemalloc_arena_unless_the_user_chose() -> None:
     seen = _probe()
+    if sys.platform != "linux":  # pyarrow bundles jemalloc on Linux only
+        assert seen["pool"] == seen["arrow"] == "system" and seen["conf"] is None
+        return
     assert seen["pool"] == "jemalloc" and seen["conf"] == JEMALLOC_CONF
     assert seen["arrow"] == "jemalloc"  # this pyarrow has it: Arrow took the choice
     assert "narenas:1" in JEMALLOC_CONF and "tcache:false" in JEMALLOC_CONF
